@@ -19,7 +19,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tether addons
+	$(BIN)/mypy tether tests
 
 test: lint
 	$(BIN)/pytest tests

@@ -1,0 +1,1 @@
+"""YAML policies: models, loader (`tether policy check`), decision engine and hot reload."""

@@ -1,0 +1,82 @@
+import asyncio
+import base64
+import hashlib
+
+import pytest
+
+from tether.broker.base import MintError, TokenKey, build_broker, hashed_token
+from tether.config import CredentialConfig
+
+
+def key(run="run_1", scopes=("repo:read",)):
+    return TokenKey("agt_a", run, "github", "gh", tuple(scopes))
+
+
+@pytest.fixture
+def broker(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("static-secret-value\n")
+    return build_broker({"gh": CredentialConfig(secret_file=secret)})
+
+
+def test_hashed_token_is_github_form():
+    assert hashed_token("abc") == base64.b64encode(hashlib.sha256(b"abc").digest()).decode()
+
+
+def test_one_token_per_run_and_scope_set(broker):
+    async def go():
+        a = await broker.issue(key(), ttl_seconds=60, native={})
+        a2 = await broker.issue(key(), ttl_seconds=60, native={})
+        b = await broker.issue(key(run="run_2"), ttl_seconds=60, native={})
+        c = await broker.issue(key(scopes=("repo:write",)), ttl_seconds=60, native={})
+        return a, a2, b, c
+
+    a, a2, b, c = asyncio.run(go())
+    assert a.fresh and not a2.fresh and a.token is a2.token
+    assert len({a.token.token_id, b.token.token_id, c.token.token_id}) == 3
+    assert a.token.value == "static-secret-value"
+    assert a.token.secret.minted is False and a.token.secret.source == "static:gh"
+    assert "static-secret-value" not in repr(a.token)
+
+
+def test_concurrent_first_calls_mint_once(broker):
+    async def go():
+        return await asyncio.gather(*(broker.issue(key(), ttl_seconds=60, native={}) for _ in range(20)))
+
+    results = asyncio.run(go())
+    assert sum(r.fresh for r in results) == 1
+    assert len({r.token.token_id for r in results}) == 1
+
+
+def test_expired_token_is_replaced_and_reported(broker):
+    async def go():
+        first = await broker.issue(key(), ttl_seconds=0, native={})
+        second = await broker.issue(key(), ttl_seconds=60, native={})
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert second.fresh and second.expired == [first.token]
+
+
+def test_end_run_retires_only_that_run(broker):
+    async def go():
+        await broker.issue(key(run="run_1"), ttl_seconds=60, native={})
+        await broker.issue(key(run="run_2"), ttl_seconds=60, native={})
+        ended = await broker.end_run("run_1")
+        again = await broker.issue(key(run="run_2"), ttl_seconds=60, native={})
+        return ended, again
+
+    ended, again = asyncio.run(go())
+    assert [t.key.run_id for t in ended] == ["run_1"]
+    assert not again.fresh
+
+
+def test_unreadable_secret_is_a_mint_error_without_the_value(tmp_path):
+    broker = build_broker({"gh": CredentialConfig(secret_file=tmp_path / "missing")})
+    with pytest.raises(MintError, match="cannot read secret file"):
+        asyncio.run(broker.issue(key(), ttl_seconds=60, native={}))
+
+
+def test_unknown_credential(broker):
+    with pytest.raises(MintError, match="no credential named"):
+        asyncio.run(broker.issue(TokenKey("a", "r", "github", "other", ()), ttl_seconds=60, native={}))

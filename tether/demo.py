@@ -1,0 +1,120 @@
+"""`tether demo`: the sidecar on its embedded demo policy, a sandbox GitHub, and a scripted agent.
+
+No credentials and no network: the sandbox servers stand in for api.github.com and github.com through
+upstream address overrides, and the secret tether injects is made up on the spot.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tether.sandbox.providers import SandboxProviders
+from tether.sandbox.sidecar import SidecarProcess
+
+API = "https://api.github.com"
+AGENT = "demo-agent"
+PERMISSIONS = {"contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"}
+
+
+@dataclass(frozen=True)
+class Step:
+    say: str
+    method: str
+    url: str
+    expect: int
+    body: dict[str, Any] | None = None
+
+
+# The run asks for read-only GitHub access; the policy would also grant issues:write.
+RUN_SCOPES = {"github": ["repo:read", "pull_requests:read", "issues:read"]}
+STEPS = [
+    Step("read the pull request under review", "GET", f"{API}/repos/acme/api/pulls/7", 200),
+    Step("list the repository's issues", "GET", f"{API}/repos/acme/api/issues", 200),
+    Step(
+        "comment on the PR: beyond the run's read-only ask (denied, downscoped)",
+        "POST",
+        f"{API}/repos/acme/api/issues/7/comments",
+        403,
+        {"body": "LGTM"},
+    ),
+    Step("delete the repository: beyond the policy (denied)", "DELETE", f"{API}/repos/acme/api", 403),
+    Step("call a host outside the policy (denied)", "GET", "https://paste.example.net/upload", 403),
+]
+
+
+def demo_policy() -> dict[str, Any]:
+    text = resources.files("tether.defaults").joinpath("demo-policy.yaml").read_text()
+    policy: dict[str, Any] = yaml.safe_load(text)
+    return policy
+
+
+def run_demo(keep: Path | None = None) -> int:
+    directory = keep or Path(tempfile.mkdtemp(prefix="tether-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    say(f"tether demo — working directory {directory}")
+    secret = f"demo_{secrets.token_urlsafe(24)}"
+    providers = SandboxProviders(directory / "sandbox", secret, PERMISSIONS)
+    secret_file = directory / "github-token"
+    secret_file.write_text(secret + "\n")
+    secret_file.chmod(0o600)
+    config = {
+        "credentials": {"github-bot": {"type": "static", "secret_file": str(secret_file)}},
+        "upstream_overrides": providers.overrides(),
+    }
+    sidecar = SidecarProcess(directory / "tether", config, demo_policy(), agent_name=AGENT)
+    try:
+        sidecar.start()
+        say(f"sidecar up: proxy {sidecar.proxy_url}, control API {sidecar.api_url}")
+        failures = run_agent(sidecar)
+    finally:
+        sidecar.stop()
+        providers.stop()
+    say("timeline")
+    print(sidecar.cli("timeline", "--ledger", str(sidecar.ledger_path)).stdout)
+    verify = sidecar.cli("verify", "--ledger", str(sidecar.ledger_path))
+    say(f"verify: {verify.stdout.strip() or verify.stderr.strip()}")
+    say(f"ledger kept for inspection: {sidecar.ledger_path}")
+    if secret in sidecar.ledger_path.read_bytes().decode(errors="replace") + sidecar.log():
+        failures.append("the injected secret appears in the ledger or the log")
+    if verify.returncode != 0:
+        failures.append("ledger verification failed")
+    for failure in failures:
+        print(f"demo FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def run_agent(sidecar: SidecarProcess) -> list[str]:
+    """The scripted agent: opens a run, makes its calls with `requests` through the proxy, ends the run."""
+    opened = sidecar.api(
+        "POST",
+        "/v1/runs",
+        {"task_context": "review-pr-7", "triggered_by": "alice@example.com", "scopes": RUN_SCOPES},
+    )
+    opened.raise_for_status()
+    run_id = opened.json()["run_id"]
+    say(f"agent opened {run_id} (task review-pr-7, triggered by alice@example.com, asks {RUN_SCOPES})")
+    failures = []
+    # The agent holds no GitHub token: SDKs that insist on one get the placeholder.
+    with sidecar.session(Authorization="Bearer tether") as agent:
+        for step in STEPS:
+            resp = agent.request(step.method, step.url, json=step.body, timeout=30)
+            detail = resp.json().get("reason", "") if resp.status_code >= 400 else ""
+            mark = "ok " if resp.status_code == step.expect else "!! "
+            say(f"{mark}{step.method:6} {step.url:55} -> {resp.status_code} {detail}".rstrip())
+            if resp.status_code != step.expect:
+                failures.append(f"{step.say}: expected {step.expect}, got {resp.status_code}")
+    sidecar.api("POST", f"/v1/runs/{run_id}/end").raise_for_status()
+    say(f"agent ended {run_id}")
+    return failures
+
+
+def say(text: str) -> None:
+    print(f"== {text}", flush=True)

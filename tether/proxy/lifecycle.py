@@ -1,0 +1,149 @@
+"""Lifecycle addon: builds the sidecar's services from `tether_config`, runs the control API, the policy
+watcher and the token sweeper, and closes the ledger on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions
+from mitmproxy.addonmanager import Loader
+
+from tether.config import ConfigError, TetherConfig, load_config
+from tether.ledger.store import LedgerError
+from tether.policy.loader import PolicyError
+from tether.policy.reload import ReloadResult
+from tether.proxy.holder import Holder
+from tether.proxy.runtime import Runtime
+
+log = logging.getLogger("tether")
+
+SWEEP_SECONDS = 5.0
+
+
+def mitmproxy_options(config: TetherConfig, runtime: Runtime) -> dict[str, Any]:
+    """The mitmproxy settings tether relies on."""
+    options: dict[str, Any] = {
+        # Connect upstream only after the guard allowed a request (no eager CONNECT to denied hosts).
+        "connection_strategy": "lazy",
+        "body_size_limit": str(config.max_body_bytes),
+        "tcp_timeout": int(config.upstream_timeout_seconds),
+        "stream_large_bodies": None,
+    }
+    if runtime.upstream_ca_bundle is not None:
+        options["ssl_verify_upstream_trusted_ca"] = str(runtime.upstream_ca_bundle)
+    return options
+
+
+class Lifecycle:
+    def __init__(self, holder: Holder) -> None:
+        self.holder = holder
+        self.tasks: list[asyncio.Task[None]] = []
+        self.api: Any = None
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "tether_config", str, "", "Path of tether.yaml (empty: embedded defaults + TETHER_* env)."
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "tether_config" not in updated or self.holder.ready:
+            return
+        path = Path(ctx.options.tether_config) if ctx.options.tether_config else None
+        try:
+            config = load_config(path)
+            runtime = Runtime.build(config)
+        except ConfigError as exc:
+            raise exceptions.OptionsError("invalid tether config:\n" + "\n".join(exc.lines)) from None
+        except PolicyError as exc:
+            raise exceptions.OptionsError("invalid policy:\n" + str(exc)) from None
+        except LedgerError as exc:
+            raise exceptions.OptionsError(f"cannot open the ledger: {exc}") from None
+        self.holder.set(runtime)
+        ctx.options.update(**mitmproxy_options(config, runtime))
+
+    async def running(self) -> None:
+        from tether.api.server import start_api
+
+        rt = self.holder.runtime
+        await self._record_start(rt)
+        self.api = await start_api(rt)
+        self._spawn(self._watch_policies(rt))
+        self._spawn(self._sweep_tokens(rt))
+
+    async def done(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.api is not None:
+            await self.api.cleanup()
+        if self.holder.ready:
+            await self._end_runs(self.holder.runtime)
+            self.holder.runtime.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.tasks.append(asyncio.create_task(coro))
+
+    async def _record_start(self, rt: Runtime) -> None:
+        run = rt.runs.default
+        await rt.recorder.record("run.started", run, detail={"origin": run.origin})
+        policies = rt.policies.engine.policies
+        await rt.recorder.record(
+            "policy.loaded",
+            run,
+            policy_id=",".join(p.id for p in policies.policies) or None,
+            detail={"files": [str(f) for f in rt.config.policy_files]},
+        )
+
+    async def _watch_policies(self, rt: Runtime) -> None:
+        async def on_result(result: ReloadResult) -> None:
+            run = rt.runs.current()
+            if result.ok:
+                ids = ",".join(p.id for p in rt.policies.engine.policies.policies)
+                log.info("policy reloaded: %s", ids)
+                await rt.recorder.record("policy.loaded", run, policy_id=ids or None, detail={"reload": True})
+            else:
+                log.error(
+                    "policy change rejected, keeping the last good policy:\n%s", "\n".join(result.errors)
+                )
+                await rt.recorder.record("policy.rejected", run, detail={"errors": result.errors[:50]})
+
+        await rt.policies.watch(rt.config.policy_reload_seconds, on_result)
+
+    async def _sweep_tokens(self, rt: Runtime) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            for token in rt.broker.sweep():
+                run = rt.runs.get(token.key.run_id) or rt.runs.current()
+                await _record_quietly(rt, "token.expired", run, **rt.recorder.token_fields(token))
+
+    @staticmethod
+    async def _end_runs(rt: Runtime) -> None:
+        for run in rt.runs.active_runs():
+            await end_run(rt, run.run_id)
+
+
+async def end_run(rt: Runtime, run_id: str) -> bool:
+    """End a run: retire its tokens (token.revoked) and record run.ended. False when unknown."""
+    run = rt.runs.get(run_id)
+    if run is None:
+        return False
+    for token in await rt.broker.end_run(run_id):
+        await _record_quietly(rt, "token.revoked", run, **rt.recorder.token_fields(token))
+    if run.active:
+        ended = rt.runs.end(run_id) or run
+        await _record_quietly(rt, "run.ended", ended)
+    return True
+
+
+async def _record_quietly(rt: Runtime, event_type: str, run: Any, **fields: Any) -> None:
+    try:
+        await rt.recorder.record(event_type, run, **fields)
+    except LedgerError as exc:
+        log.error("could not record %s: %s", event_type, exc)

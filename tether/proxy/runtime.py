@@ -1,0 +1,146 @@
+"""The sidecar's shared services, built once from the config and used by every addon and the API.
+
+Addons stay thin: they read and write `flow.metadata` and call into these plain-Python services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import certifi
+
+from tether.broker.base import Broker, IssuedToken, build_broker
+from tether.catalog import Catalog, load_catalog
+from tether.config import TetherConfig
+from tether.context import RunContext, RunRegistry
+from tether.ledger.events import new_event
+from tether.ledger.store import Ledger
+from tether.policy.reload import PolicyStore
+
+log = logging.getLogger("tether")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Recorder:
+    """Builds events with the sidecar's attribution fields and appends them durably."""
+
+    def __init__(self, ledger: Ledger, config: TetherConfig) -> None:
+        self.ledger = ledger
+        self.agent_id = config.effective_agent_id
+        self.agent_name = config.agent_name
+
+    def event(self, event_type: str, run: RunContext | None, **fields: Any) -> dict[str, Any]:
+        if run is not None:
+            fields.setdefault("run_id", run.run_id)
+            fields.setdefault("task_context", run.task_context)
+            fields.setdefault("triggered_by", run.triggered_by)
+        return new_event(event_type, agent_id=self.agent_id, agent_name=self.agent_name, **fields)
+
+    async def write(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Durable when it returns; raises LedgerError when the ledger cannot record."""
+        return await self.ledger.append(event)
+
+    async def record(self, event_type: str, run: RunContext | None, **fields: Any) -> dict[str, Any]:
+        return await self.write(self.event(event_type, run, **fields))
+
+    def token_fields(self, token: IssuedToken) -> dict[str, Any]:
+        return {
+            "provider": token.key.provider,
+            "token_id": token.token_id,
+            "token_sha256": token.token_sha256,
+            "scope_granted": list(token.key.scopes),
+            "ttl_seconds": token.ttl_seconds,
+        }
+
+
+class Resolver:
+    """DNS with a short cache shared by the guard (which vets the addresses) and the connector
+    (which pins the connection to a vetted address), so DNS rebinding cannot slip in between."""
+
+    TTL_SECONDS = 30.0
+    MAX_ENTRIES = 4096
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, int], tuple[float, list[IPAddress]]] = {}
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            pass
+        now = time.monotonic()
+        cached = self._cache.get((host, port))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+        if len(self._cache) >= self.MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[(host, port)] = (now + self.TTL_SECONDS, addresses)
+        return addresses
+
+    def last(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses `resolve` last returned for host (IP literals as themselves); [] if never."""
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            cached = self._cache.get((host, port))
+            return cached[1] if cached else []
+
+
+@dataclass
+class Runtime:
+    config: TetherConfig
+    catalog: Catalog
+    ledger: Ledger
+    recorder: Recorder
+    policies: PolicyStore
+    broker: Broker
+    runs: RunRegistry
+    resolver: Resolver
+    upstream_ca_bundle: Path | None
+
+    @classmethod
+    def build(cls, config: TetherConfig, environ: Mapping[str, str] | None = None) -> Runtime:
+        """Open the ledger, load the policies and credentials. Raises on anything unusable."""
+        environ = os.environ if environ is None else environ
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        catalog = load_catalog()
+        ledger = Ledger(config.effective_ledger_path)
+        policies = PolicyStore(list(config.policy_files), catalog)
+        return cls(
+            config=config,
+            catalog=catalog,
+            ledger=ledger,
+            recorder=Recorder(ledger, config),
+            policies=policies,
+            broker=build_broker(config.credentials),
+            runs=RunRegistry(environ),
+            resolver=Resolver(),
+            upstream_ca_bundle=write_upstream_ca_bundle(config),
+        )
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def write_upstream_ca_bundle(config: TetherConfig) -> Path | None:
+    """mitmproxy's default CAs (certifi) plus each override's extra CA, for verifying upstream servers.
+    None when no override adds a CA: mitmproxy's default applies."""
+    extra = [o.ca_file for o in config.upstream_overrides.values() if o.ca_file is not None]
+    if not extra:
+        return None
+    parts = [Path(certifi.where()).read_text()] + [Path(ca).read_text() for ca in extra]
+    bundle = config.state_dir / "upstream-ca-bundle.pem"
+    bundle.write_text("\n".join(parts))
+    return bundle
