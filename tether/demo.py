@@ -33,8 +33,9 @@ class Step:
     body: dict[str, Any] | None = None
 
 
-# The run asks for read-only GitHub access; the policy would also grant issues:write.
-RUN_SCOPES = {"github": ["repo:read", "pull_requests:read", "issues:read"]}
+# The run asks for repo:write, which the policy cuts to repo:read (a downscoped token), and leaves out
+# issues:write, which the policy would grant: the comment below needs it and is denied.
+RUN_SCOPES = {"github": ["repo:write", "pull_requests:read", "issues:read"]}
 STEPS = [
     Step("read the pull request under review", "GET", f"{API}/repos/acme/api/pulls/7", 200),
     Step("list the repository's issues", "GET", f"{API}/repos/acme/api/issues", 200),

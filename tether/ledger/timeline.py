@@ -40,7 +40,8 @@ def _target(event: dict[str, Any]) -> str | None:
 
 
 def _outcome(event: dict[str, Any]) -> str | None:
-    parts: list[str] = []
+    # Downscoping first: long reasons are cut to the column width, this flag must stay visible.
+    parts: list[str] = ["downscoped"] if event.get("scope_downscoped") else []
     decision = event.get("decision") or {}
     if decision.get("action"):
         text = str(decision["action"])
@@ -53,8 +54,6 @@ def _outcome(event: dict[str, Any]) -> str | None:
     if response.get("status") is not None:
         duration = response.get("duration_ms")
         parts.append(f"{response['status']}" + (f" {duration:.0f}ms" if duration is not None else ""))
-    if event.get("scope_downscoped"):
-        parts.append("downscoped")
     return ", ".join(parts) or None
 
 
