@@ -16,6 +16,7 @@ import requests
 from tests.integration.harness import github_config
 
 API = "https://api.github.com"
+GIT_REFS = "https://github.com/acme/api.git/info/refs?service=git-upload-pack"
 
 
 def raw_get(tether, extra_headers: bytes) -> tuple[int, dict[str, Any]]:
@@ -72,7 +73,28 @@ def test_upstream_down_gives_502_and_an_event(make_tether, sandbox, tmp_path):
     assert responses[-1]["response"]["status"] == 502
     assert "error" in responses[-1]["detail"]
     with tether.session() as s:
-        assert s.get("https://github.com/acme/api.git/info/refs?service=git-upload-pack").status_code == 200
+        assert s.get(GIT_REFS).status_code == 200
+
+
+def test_upstream_that_never_answers_is_cut_off_and_recorded(make_tether, sandbox, tmp_path):
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True).start()
+    config = github_config(sandbox, tmp_path / "secret")
+    config["upstream_overrides"]["api.github.com"]["address"] = f"127.0.0.1:{silent.getsockname()[1]}"
+    tether = make_tether(upstream_timeout_seconds=2, **config)
+    try:
+        with tether.session() as s, pytest.raises(requests.ConnectionError):
+            s.get(f"{API}/zen", timeout=60)
+        response = [e for e in tether.events() if e["event_type"] == "api.response"][-1]
+        assert response["response"]["status"] == 502
+        assert response["response"]["duration_ms"] >= 2000
+        with tether.session() as s:  # the proxy stays up
+            assert s.get(GIT_REFS).status_code == 200
+    finally:
+        silent.close()
+        for conn in held:
+            conn.close()
 
 
 def test_unwritable_ledger_fails_closed(tether, sandbox):
