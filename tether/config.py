@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tether.yamlpos import LineMap, compose_with_lines
+from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -195,7 +195,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     """Load `path` (None: defaults only), apply TETHER_* overrides, validate; raise ConfigError."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
-    lines = LineMap()
+    lines: LineMap = {}
     label = str(path) if path else "<environment>"
     if path is not None:
         try:
@@ -203,11 +203,12 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
         try:
-            loaded, lines = compose_with_lines(text)
+            loaded, lines, duplicates = parse_with_lines(text)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark else 1
+            line = error_line(exc) or 1
             raise ConfigError([f"{path}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from None
+        if duplicates:
+            raise ConfigError([f"{path}:{line}: {message}" for line, message in duplicates])
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -220,13 +221,13 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     except ValidationError as exc:
         raise ConfigError(
             [
-                f"{label}:{lines.line_for(err['loc'])}: {_where(err['loc'])}{err['msg']}"
+                f"{label}:{line_for(lines, err['loc'])}: {_where(err['loc'])}{err['msg']}"
                 for err in exc.errors()
             ]
         ) from None
     problems = config.check_secrets()
     if problems:
-        raise ConfigError([f"{label}:{lines.line_for(_loc_of(p))}: {p}" for p in problems])
+        raise ConfigError([f"{label}:{line_for(lines, _loc_of(p))}: {p}" for p in problems])
     return config
 
 

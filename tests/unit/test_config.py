@@ -91,3 +91,10 @@ def test_override_address_is_checked(tmp_path):
         write(tmp_path, "upstream_overrides:\n  API.github.com:\n    address: 127.0.0.1:8443\n"), environ={}
     )
     assert "api.github.com" in ok.upstream_overrides
+
+
+def test_duplicate_key_is_an_error(tmp_path):
+    path = write(tmp_path, "agent_name: a\nfail_mode: open\nfail_mode: closed\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert err.value.lines == [f"{path}:3: duplicate key 'fail_mode' in the top level"]

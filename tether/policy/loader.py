@@ -19,9 +19,7 @@ from pydantic_core import ErrorDetails
 from tether.catalog import load_catalog
 from tether.policy.catalog_view import CatalogView
 from tether.policy.models import REPOSITORY_NARROWING_PROVIDERS, Policy, PolicyList, PolicySet
-
-Loc = tuple[str | int, ...]
-LineMap = dict[Loc, int]
+from tether.yamlpos import LineMap, Loc, error_line, line_for, parse_with_lines, where
 
 
 @dataclass(frozen=True)
@@ -73,9 +71,9 @@ def parse_policy_sources(sources: Sequence[PolicySource], catalog: CatalogView) 
             continue
         data, lines, file_issues = parsed
         file_policies, validation_issues = _validate(data, catalog)
-        file_issues.extend((_line(lines, loc), message) for loc, message in validation_issues)
+        file_issues.extend((line_for(lines, loc), message) for loc, message in validation_issues)
         for loc, policy_id in _raw_policy_ids(data):
-            line = _line(lines, loc)
+            line = line_for(lines, loc)
             if policy_id in origins:
                 message = f"duplicate policy id {policy_id!r} (first defined at {origins[policy_id]})"
                 file_issues.append((line, message))
@@ -129,78 +127,16 @@ def _parse_document(source: PolicySource) -> tuple[Any, LineMap, list[tuple[int,
     except UnicodeDecodeError as error:
         line = source.content[: error.start].count(b"\n") + 1
         return PolicyIssue(file, line, "file is not valid UTF-8")
-    loader = yaml.SafeLoader(text)
     try:
-        root = loader.get_single_node()
-        if root is None:
-            return PolicyIssue(file, 1, "file is empty: expected a policy (id, agents, ...)")
-        lines: LineMap = {(): root.start_mark.line + 1}
-        duplicates: list[tuple[int, str]] = []
-        _index_lines(loader, root, (), lines, duplicates, set())
-        data = loader.construct_document(root)
+        data, lines, duplicates = parse_with_lines(text)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
         context = f"{error.context}: " if error.context else ""
-        return PolicyIssue(file, mark.line + 1 if mark else None, f"invalid YAML: {context}{error.problem}")
+        return PolicyIssue(file, error_line(error), f"invalid YAML: {context}{error.problem}")
     except yaml.YAMLError as error:
         return PolicyIssue(file, None, f"invalid YAML: {error}")
-    finally:
-        loader.dispose()
+    if data is None:
+        return PolicyIssue(file, 1, "file is empty: expected a policy (id, agents, ...)")
     return data, lines, duplicates
-
-
-def _index_lines(
-    loader: yaml.SafeLoader,
-    node: yaml.Node,
-    path: Loc,
-    lines: LineMap,
-    duplicates: list[tuple[int, str]],
-    active: set[int],
-) -> None:
-    """Record the line of every mapping key and sequence item; note duplicate keys (YAML would keep
-    the last one silently, which hides mistakes in a security policy)."""
-    if id(node) in active:  # a recursive alias; the constructor reports nothing, pydantic will
-        return
-    active.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
-                continue
-            key = loader.construct_object(key_node)
-            child = (*path, key)
-            if key in seen:
-                duplicates.append((key_node.start_mark.line + 1, f"duplicate key {key!r} in {_where(path)}"))
-                continue
-            seen.add(key)
-            lines[child] = key_node.start_mark.line + 1
-            _index_lines(loader, value_node, child, lines, duplicates, active)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[(*path, index)] = item.start_mark.line + 1
-            _index_lines(loader, item, (*path, index), lines, duplicates, active)
-    active.discard(id(node))
-
-
-def _line(lines: LineMap, loc: Loc) -> int:
-    """Line of the deepest part of `loc` present in the file (a missing key maps to its parent)."""
-    path: Loc = ()
-    for segment in loc:
-        if (*path, segment) in lines:
-            path = (*path, segment)
-    return lines[path]
-
-
-def _where(loc: Loc) -> str:
-    if not loc:
-        return "the top level"
-    text = ""
-    for segment in loc:
-        text += f"[{segment}]" if isinstance(segment, int) else (f".{segment}" if text else str(segment))
-    return text
-
-
-# --- validation ---------------------------------------------------------------------------------
 
 
 def _validate(data: Any, catalog: CatalogView) -> tuple[list[Policy], list[tuple[Loc, str]]]:
@@ -244,13 +180,13 @@ def _pydantic_message(detail: ErrorDetails, model: type[BaseModel]) -> str:
     loc = tuple(detail["loc"])
     if detail["type"] == "extra_forbidden":
         key = str(loc[-1])
-        return f"unknown key {key!r} in {_where(loc[:-1])}{_suggestion(key, _keys_at(model, loc[:-1]))}"
+        return f"unknown key {key!r} in {where(loc[:-1])}{_suggestion(key, _keys_at(model, loc[:-1]))}"
     if detail["type"] == "missing":
-        return f"missing required key {loc[-1]!r} in {_where(loc[:-1])}"
+        return f"missing required key {loc[-1]!r} in {where(loc[:-1])}"
     message = detail["msg"].removeprefix("Value error, ")
     if detail["type"] != "value_error":
         message += f" (got {_short_repr(detail['input'])})"
-    return f"{_where(loc)}: {message}"
+    return f"{where(loc)}: {message}"
 
 
 def _raw_policies(data: dict[Any, Any]) -> Iterator[tuple[Loc, dict[Any, Any]]]:
