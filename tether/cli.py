@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tether import __version__
 from tether.config import ConfigError, TetherConfig, load_config
+from tether.ledger.store import LedgerError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -48,6 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime = Runtime.build(config)
     except PolicyError as exc:
         print(f"tether: invalid policy:\n{exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except (LedgerError, OSError) as exc:
+        print(f"tether: cannot open the ledger or state dir: {exc}", file=sys.stderr)
         return EXIT_FAIL
     host, port = config.proxy_address
     print(
@@ -196,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except UsageError as exc:
+    except (UsageError, ValueError, LedgerError) as exc:
+        # Bad times, unreadable or non-ledger files: a usage problem, never "tampered" (exit 1).
         print(f"tether: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -93,7 +93,9 @@ class TetherConfig(_Model):
     )
     upstream_overrides: Mapping[str, UpstreamOverride] = Field(default_factory=dict)
     upstream_timeout_seconds: float = Field(30.0, gt=0, le=600)
-    max_body_bytes: int = Field(32 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024, gt=0, description="Larger request bodies get 413 (responses: 1 GiB backstop)."
+    )
 
     @field_validator("proxy_listen", "api_listen")
     @classmethod

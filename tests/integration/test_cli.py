@@ -151,3 +151,11 @@ def test_stock_mitmdump_loads_the_addon_chain(tmp_path, sandbox):
     assert GITHUB_SECRET not in output
     events = tether_cli("export", "events", "--ledger", str(tmp_path / "state" / "ledger.db")).stdout
     assert '"api.request"' in events and '"api.denied"' in events
+
+
+def test_bad_inputs_are_usage_errors_not_tampering(tmp_path):
+    not_a_ledger = tmp_path / "notes.db"
+    not_a_ledger.write_text("not sqlite")
+    out = tether_cli("verify", "--ledger", str(not_a_ledger))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert tether_cli("export", "events", "--ledger", str(not_a_ledger), "--from", "yesterday").returncode == 2

@@ -454,3 +454,13 @@ def test_every_decision_on_a_provider_host_names_the_route_and_grant():
         assert decision.action == "deny" and decision.grant is not None
         assert decision.route is not None and decision.scope_needed
     assert by_rule.scope_needed == ("administration:write",)
+
+
+def test_ssrf_is_never_forwarded_even_in_report_mode():
+    decision = engine(review_policy(mode="report")).decide(facts(ips=("169.254.169.254",)))
+    assert (decision.action, decision.forward, decision.rule) == ("deny", False, "ssrf-guard")
+
+
+def test_deny_rules_cannot_be_dodged_by_case():
+    decision = engine().decide(facts("DELETE", "https://api.github.com/repos/ACME/Api"))
+    assert (decision.action, decision.rule) == ("deny", "no-repo-deletes")

@@ -75,7 +75,7 @@ REQUEST_KEYS: tuple[str, ...] = ("method", "host", "path", "route", "body_sha256
 RESPONSE_KEYS: tuple[str, ...] = ("status", "bytes", "duration_ms")
 DECISION_KEYS: tuple[str, ...] = ("action", "reason", "rule")
 # Present only when they apply: the policy mode, and what enforce mode would have done in report mode.
-DECISION_OPTIONAL_KEYS: tuple[str, ...] = ("mode", "would")
+DECISION_OPTIONAL_KEYS: tuple[str, ...] = ("mode", "would", "flags")
 
 _NESTED_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "request": (REQUEST_KEYS, ()),

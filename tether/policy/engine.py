@@ -197,7 +197,9 @@ class PolicyEngine:
         if not facts.trusted_destination and not named_exactly:
             blocked = blocked_destination(host, facts.resolved_ips)
             if blocked is not None:
-                return _deny(base, blocked, "ssrf-guard")
+                # Never forwarded, not even in report mode: reporting does not make a metadata
+                # endpoint or an internal service safe to reach.
+                return replace(_deny(base, blocked, "ssrf-guard"), forward=False)
 
         deny_rule = _first_match(compiled.deny_rules, method, host, port, path)
         if deny_rule is not None:

@@ -145,7 +145,9 @@ class PathTemplate:
         # split() with a capturing group puts the parameter names at the odd indexes
         parts = _TEMPLATE_PARAM.split(body)
         pattern = "".join("[^/]+" if index % 2 else re.escape(part) for index, part in enumerate(parts))
-        return re.compile(f"{pattern}(?:/.*)?" if any_suffix else f"{pattern}/?")
+        # Case-insensitive: providers such as GitHub treat owner and repository names so, and a deny
+        # rule must not be dodged by changing case.
+        return re.compile(f"{pattern}(?:/.*)?" if any_suffix else f"{pattern}/?", re.IGNORECASE)
 
     def matches(self, path: str) -> bool:
         return self.regex.fullmatch(path) is not None

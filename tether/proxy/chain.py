@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tether.proxy.connector import Connector
 from tether.proxy.credentials import Credentials
+from tether.proxy.gate import Gate
 from tether.proxy.guard import Guard
 from tether.proxy.holder import Holder
 from tether.proxy.identity import Identity
@@ -20,5 +21,6 @@ def addon_chain(holder: Holder) -> list[object]:
         Credentials(holder),
         Tagging(holder),
         Recorder(holder),
+        Gate(),
         Connector(holder),
     ]

@@ -28,12 +28,16 @@ class Connector:
             return
         rt = self.holder.runtime
         host, port = server.address
+        if server.tls:
+            # Verify the upstream as the host the policy decided on, never a name the agent chose
+            # in its own TLS ClientHello.
+            server.sni = host
         override = rt.config.upstream_overrides.get(host.lower())
         if override is not None:
             self.requested[server.id] = server.address
             server.address = split_host_port(override.address, what="address")
             return
-        vetted = rt.resolver.last(host.lower(), port)
+        vetted = rt.resolver.vetted(host.lower(), port)
         if not vetted:
             server.error = f"tether: {host} was not vetted by the policy guard"
             return

@@ -29,7 +29,7 @@ class Credentials:
         if flow.response or flow.error:
             return
         decision: Decision | None = flow.metadata.get(fd.DECISION)
-        if decision is None or decision.grant is None:
+        if decision is None or decision.grant is None or not decision.forward:
             return  # not a brokered provider: the agent's own headers pass as they are
         rt = self.holder.runtime
         grant = decision.grant

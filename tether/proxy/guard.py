@@ -48,6 +48,8 @@ class Guard:
                 )
                 return
             decision = engine.decide(replace(facts, resolved_ips=addresses, trusted_destination=False))
+            if decision.forward:
+                rt.resolver.vet(host, req.port, addresses)
         flow.metadata[fd.DECISION] = decision
         if decision.forward:
             return

@@ -20,6 +20,7 @@ from tether.proxy import flowdata as fd
 from tether.proxy.holder import Holder
 
 PREFIX = "x-tether-"
+METHOD_OVERRIDES = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
 
 
 class Identity:
@@ -31,10 +32,19 @@ class Identity:
             return
         rt = self.holder.runtime
         sent = _take_tether_headers(flow.request.headers)
+        size = len(flow.request.raw_content or b"")
+        if size > rt.config.max_body_bytes:
+            reason = (
+                f"request body of {size} bytes is larger than max_body_bytes ({rt.config.max_body_bytes})"
+            )
+            fd.refuse(flow, rt, status=413, error="tether_body_too_large", reason=reason, rule="identity")
+            return
         try:
+            _check_target(flow)
             run, created = self._run(rt.runs, sent)
+            if not run.active:
+                raise ContextError(f"run {run.run_id} has ended")
             scopes = parse_scopes(_one(sent, "scopes")) if "scopes" in sent else None
-            _check_host_header(flow)
         except ContextError as exc:
             fd.refuse(flow, rt, status=400, error="tether_bad_request", reason=str(exc), rule="identity")
             return
@@ -74,11 +84,27 @@ def _one(sent: dict[str, list[str]], key: str) -> str:
     return values[0]
 
 
-def _check_host_header(flow: http.HTTPFlow) -> None:
-    """The Host header must name the host we connect to: credentials follow the connection target."""
-    header = flow.request.host_header
-    if header is None:
-        return
-    name = header.rsplit(":", 1)[0] if not header.endswith("]") else header
-    if name.strip("[]").lower() != flow.request.host.lower():
-        raise ContextError("the Host header does not match the requested host")
+def _check_target(flow: http.HTTPFlow) -> None:
+    """Policy, credentials and the ledger follow the host tether connects to, so every other name the
+    request carries for its target must agree with it: Host, an absolute-form authority inside a
+    tunnel, the TLS server name. Method-override headers are refused: they would make the provider
+    run another method than the one the policy decided on."""
+    req = flow.request
+    host = req.host.lower()
+    if host.endswith("."):
+        host = host.rstrip(".")
+        req.host = host  # one spelling everywhere: policy, upstream overrides, the ledger
+    names = [("Host header", req.host_header), ("request authority", req.authority or None)]
+    names.append(("TLS server name", flow.client_conn.sni))
+    for what, value in names:
+        if value and _host_of(value) != host:
+            raise ContextError(f"the {what} does not match the requested host")
+    for header in METHOD_OVERRIDES:
+        if header in req.headers:
+            raise ContextError(f"{header} is not allowed: send the real method")
+
+
+def _host_of(value: str) -> str:
+    if value.startswith("["):
+        return value[1 : value.find("]")].lower()
+    return value.rsplit(":", 1)[0].lower().rstrip(".") if value.count(":") == 1 else value.lower().rstrip(".")

@@ -14,6 +14,7 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
 from tether.config import ConfigError, TetherConfig, load_config
+from tether.context import RunContext
 from tether.ledger.store import LedgerError
 from tether.policy.loader import PolicyError
 from tether.policy.reload import ReloadResult
@@ -23,6 +24,7 @@ from tether.proxy.runtime import Runtime
 log = logging.getLogger("tether")
 
 SWEEP_SECONDS = 5.0
+BODY_BACKSTOP = "1g"
 
 
 def mitmproxy_options(config: TetherConfig, runtime: Runtime) -> dict[str, Any]:
@@ -30,7 +32,9 @@ def mitmproxy_options(config: TetherConfig, runtime: Runtime) -> dict[str, Any]:
     options: dict[str, Any] = {
         # Connect upstream only after the guard allowed a request (no eager CONNECT to denied hosts).
         "connection_strategy": "lazy",
-        "body_size_limit": str(config.max_body_bytes),
+        # A memory backstop for request and response bodies alike; requests over max_body_bytes are
+        # refused by the identity addon with 413 and an event.
+        "body_size_limit": BODY_BACKSTOP,
         "tcp_timeout": int(config.upstream_timeout_seconds),
         "stream_large_bodies": None,
     }
@@ -51,6 +55,11 @@ class Lifecycle:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "mode" in updated and any(mode.split(":")[0] != "regular" for mode in ctx.options.mode):
+            # Other modes bypass the connector's address pinning or the CONNECT host checks.
+            raise exceptions.OptionsError("tether supports only mitmproxy's regular (forward proxy) mode")
+        if "ignore_hosts" in updated and ctx.options.ignore_hosts:
+            raise exceptions.OptionsError("tether cannot record ignored hosts: leave ignore_hosts empty")
         if "tether_config" not in updated or self.holder.ready:
             return
         path = Path(ctx.options.tether_config) if ctx.options.tether_config else None
@@ -79,7 +88,7 @@ class Lifecycle:
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self.api is not None:
             await self.api.cleanup()
@@ -107,12 +116,14 @@ class Lifecycle:
             if result.ok:
                 ids = ",".join(p.id for p in rt.policies.engine.policies.policies)
                 log.info("policy reloaded: %s", ids)
-                await rt.recorder.record("policy.loaded", run, policy_id=ids or None, detail={"reload": True})
+                await _record_quietly(
+                    rt, "policy.loaded", run, policy_id=ids or None, detail={"reload": True}
+                )
             else:
                 log.error(
                     "policy change rejected, keeping the last good policy:\n%s", "\n".join(result.errors)
                 )
-                await rt.recorder.record("policy.rejected", run, detail={"errors": result.errors[:50]})
+                await _record_quietly(rt, "policy.rejected", run, detail={"errors": list(result.errors[:50])})
 
         await rt.policies.watch(rt.config.policy_reload_seconds, on_result)
 
@@ -120,7 +131,7 @@ class Lifecycle:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             for token in rt.broker.sweep():
-                run = rt.runs.get(token.key.run_id) or rt.runs.current()
+                run = rt.runs.get(token.key.run_id) or RunContext(run_id=token.key.run_id, origin="forgotten")
                 await _record_quietly(rt, "token.expired", run, **rt.recorder.token_fields(token))
 
     @staticmethod

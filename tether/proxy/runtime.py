@@ -64,14 +64,16 @@ class Recorder:
 
 
 class Resolver:
-    """DNS with a short cache shared by the guard (which vets the addresses) and the connector
-    (which pins the connection to a vetted address), so DNS rebinding cannot slip in between."""
+    """DNS with a short cache. The guard vets what `resolve` returns and records it with `vet`; the
+    connector connects only to vetted addresses, so a later answer (DNS rebinding) that the guard
+    refused can never be connected to, even by a call that was vetted earlier."""
 
     TTL_SECONDS = 30.0
     MAX_ENTRIES = 4096
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, int], tuple[float, list[IPAddress]]] = {}
+        self._vetted: dict[tuple[str, int], list[IPAddress]] = {}
 
     async def resolve(self, host: str, port: int) -> list[IPAddress]:
         try:
@@ -89,13 +91,18 @@ class Resolver:
         self._cache[(host, port)] = (now + self.TTL_SECONDS, addresses)
         return addresses
 
-    def last(self, host: str, port: int) -> list[IPAddress]:
-        """The addresses `resolve` last returned for host (IP literals as themselves); [] if never."""
+    def vet(self, host: str, port: int, addresses: list[IPAddress]) -> None:
+        """Remember addresses the guard allowed for host; only these are ever connected to."""
+        if len(self._vetted) >= self.MAX_ENTRIES:
+            self._vetted.clear()
+        self._vetted[(host, port)] = addresses
+
+    def vetted(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses last vetted for host (IP literals as themselves); [] if none."""
         try:
             return [ipaddress.ip_address(host)]
         except ValueError:
-            cached = self._cache.get((host, port))
-            return cached[1] if cached else []
+            return self._vetted.get((host, port), [])
 
 
 @dataclass
