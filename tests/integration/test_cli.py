@@ -158,4 +158,5 @@ def test_bad_inputs_are_usage_errors_not_tampering(tmp_path):
     not_a_ledger.write_text("not sqlite")
     out = tether_cli("verify", "--ledger", str(not_a_ledger))
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert tether_cli("export", "events", "--ledger", str(not_a_ledger), "--from", "yesterday").returncode == 2
+    bad_time = tether_cli("export", "events", "--ledger", str(not_a_ledger), "--from", "yesterday")
+    assert bad_time.returncode == 2
