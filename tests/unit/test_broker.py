@@ -8,6 +8,14 @@ from tether.broker.base import MintError, TokenKey, build_broker, hashed_token
 from tether.config import CredentialConfig
 
 
+async def recorded(issuance):
+    return True
+
+
+async def not_recorded(issuance):
+    return False
+
+
 def key(run="run_1", scopes=("repo:read",)):
     return TokenKey("agt_a", run, "github", "gh", tuple(scopes))
 
@@ -25,10 +33,10 @@ def test_hashed_token_is_github_form():
 
 def test_one_token_per_run_and_scope_set(broker):
     async def go():
-        a = await broker.issue(key(), ttl_seconds=60, native={})
-        a2 = await broker.issue(key(), ttl_seconds=60, native={})
-        b = await broker.issue(key(run="run_2"), ttl_seconds=60, native={})
-        c = await broker.issue(key(scopes=("repo:write",)), ttl_seconds=60, native={})
+        a = await broker.issue(key(), ttl_seconds=60, native={}, record=recorded)
+        a2 = await broker.issue(key(), ttl_seconds=60, native={}, record=recorded)
+        b = await broker.issue(key(run="run_2"), ttl_seconds=60, native={}, record=recorded)
+        c = await broker.issue(key(scopes=("repo:write",)), ttl_seconds=60, native={}, record=recorded)
         return a, a2, b, c
 
     a, a2, b, c = asyncio.run(go())
@@ -41,7 +49,9 @@ def test_one_token_per_run_and_scope_set(broker):
 
 def test_concurrent_first_calls_mint_once(broker):
     async def go():
-        return await asyncio.gather(*(broker.issue(key(), ttl_seconds=60, native={}) for _ in range(20)))
+        return await asyncio.gather(
+            *(broker.issue(key(), ttl_seconds=60, native={}, record=recorded) for _ in range(20))
+        )
 
     results = asyncio.run(go())
     assert sum(r.fresh for r in results) == 1
@@ -50,8 +60,8 @@ def test_concurrent_first_calls_mint_once(broker):
 
 def test_expired_token_is_replaced_and_reported(broker):
     async def go():
-        first = await broker.issue(key(), ttl_seconds=0, native={})
-        second = await broker.issue(key(), ttl_seconds=60, native={})
+        first = await broker.issue(key(), ttl_seconds=0, native={}, record=recorded)
+        second = await broker.issue(key(), ttl_seconds=60, native={}, record=recorded)
         return first, second
 
     first, second = asyncio.run(go())
@@ -60,10 +70,10 @@ def test_expired_token_is_replaced_and_reported(broker):
 
 def test_end_run_retires_only_that_run(broker):
     async def go():
-        await broker.issue(key(run="run_1"), ttl_seconds=60, native={})
-        await broker.issue(key(run="run_2"), ttl_seconds=60, native={})
+        await broker.issue(key(run="run_1"), ttl_seconds=60, native={}, record=recorded)
+        await broker.issue(key(run="run_2"), ttl_seconds=60, native={}, record=recorded)
         ended = await broker.end_run("run_1")
-        again = await broker.issue(key(run="run_2"), ttl_seconds=60, native={})
+        again = await broker.issue(key(run="run_2"), ttl_seconds=60, native={}, record=recorded)
         return ended, again
 
     ended, again = asyncio.run(go())
@@ -74,9 +84,24 @@ def test_end_run_retires_only_that_run(broker):
 def test_unreadable_secret_is_a_mint_error_without_the_value(tmp_path):
     broker = build_broker({"gh": CredentialConfig(secret_file=tmp_path / "missing")})
     with pytest.raises(MintError, match="cannot read secret file"):
-        asyncio.run(broker.issue(key(), ttl_seconds=60, native={}))
+        asyncio.run(broker.issue(key(), ttl_seconds=60, native={}, record=recorded))
 
 
 def test_unknown_credential(broker):
     with pytest.raises(MintError, match="no credential named"):
-        asyncio.run(broker.issue(TokenKey("a", "r", "github", "other", ()), ttl_seconds=60, native={}))
+        asyncio.run(
+            broker.issue(
+                TokenKey("a", "r", "github", "other", ()), ttl_seconds=60, native={}, record=recorded
+            )
+        )
+
+
+def test_unrecorded_token_is_never_cached_or_returned(broker):
+    async def go():
+        failed = await broker.issue(key(), ttl_seconds=60, native={}, record=not_recorded)
+        again = await broker.issue(key(), ttl_seconds=60, native={}, record=recorded)
+        return failed, again
+
+    failed, again = asyncio.run(go())
+    assert failed is None
+    assert again is not None and again.fresh

@@ -13,7 +13,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -117,6 +117,9 @@ class Issuance:
     expired: list[IssuedToken]  # retired on the way: the caller records token.expired
 
 
+RecordIssuance = Callable[[Issuance], Awaitable[bool]]
+
+
 class Broker:
     """Caches issued tokens per key; expires them at the policy ttl; retires them when a run ends."""
 
@@ -131,16 +134,20 @@ class Broker:
     def has_credential(self, name: str) -> bool:
         return name in self._minters
 
-    async def issue(self, key: TokenKey, *, ttl_seconds: int, native: Mapping[str, str]) -> Issuance:
+    async def issue(
+        self, key: TokenKey, *, ttl_seconds: int, native: Mapping[str, str], record: RecordIssuance
+    ) -> Issuance | None:
+        """The token for `key`, minting one when there is none or it expired.
+
+        A fresh token (with the expired one it replaces) is handed to `record` while the key is
+        locked, and is cached and returned only once `record` returns True — so no call, not even a
+        concurrent one, can use a token whose `token.minted` is not on record. None when it is not."""
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             now = time.time()
-            expired: list[IssuedToken] = []
             current = self._tokens.get(key)
             if current is not None and current.expires_at > now:
-                return Issuance(current, fresh=False, expired=expired)
-            if current is not None:
-                expired.append(self._tokens.pop(key))
+                return Issuance(current, fresh=False, expired=[])
             minter = self._minters.get(key.credential)
             if minter is None:
                 raise MintError(f"no credential named {key.credential!r} is configured")
@@ -158,8 +165,12 @@ class Broker:
                 expires_at=expires_at,
                 ttl_seconds=ttl_seconds,
             )
+            issuance = Issuance(token, fresh=True, expired=[current] if current is not None else [])
+            if not await record(issuance):
+                await minter.revoke(secret)
+                return None
             self._tokens[key] = token
-            return Issuance(token, fresh=True, expired=expired)
+            return issuance
 
     async def end_run(self, run_id: str) -> list[IssuedToken]:
         """Revoke and forget every token of a run; returns them so the caller records token.revoked."""
@@ -176,11 +187,6 @@ class Broker:
         for token in expired:
             self._forget(token.key)
         return expired
-
-    def discard(self, token: IssuedToken) -> None:
-        """Drop a token that must not be used (e.g. its issuance could not be recorded)."""
-        if self._tokens.get(token.key) is token:
-            self._forget(token.key)
 
     def _forget(self, key: TokenKey) -> None:
         self._tokens.pop(key, None)

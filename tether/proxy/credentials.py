@@ -8,7 +8,7 @@ import logging
 
 from mitmproxy import http
 
-from tether.broker.base import IssuedToken, MintError, TokenKey
+from tether.broker.base import Issuance, IssuedToken, MintError, TokenKey
 from tether.config import CredentialConfig
 from tether.policy.engine import Decision
 from tether.proxy import flowdata as fd
@@ -46,7 +46,10 @@ class Credentials:
         provider = rt.catalog.providers[grant.provider]
         try:
             issuance = await rt.broker.issue(
-                key, ttl_seconds=grant.ttl_seconds, native=provider.native(grant.granted)
+                key,
+                ttl_seconds=grant.ttl_seconds,
+                native=provider.native(grant.granted),
+                record=lambda issued: self._record_issuance(flow, rt, issued, decision),
             )
         except MintError as exc:
             fd.refuse(
@@ -63,24 +66,28 @@ class Credentials:
                 scope_granted=list(grant.granted),
             )
             return
-        for token in issuance.expired:
-            if not await fd.durable(
-                flow, rt, rt.recorder.event("token.expired", run, **rt.recorder.token_fields(token))
-            ):
-                return
-        if issuance.fresh and not await self._record_mint(flow, rt, issuance.token, decision):
-            rt.broker.discard(issuance.token)  # unrecorded: never use it, mint afresh next time
-            return
+        if issuance is None:
+            return  # its issuance could not be recorded: durable() answered 503
         inject(flow.request, issuance.token, credential)
         flow.metadata[fd.TOKEN] = issuance.token
 
     @staticmethod
-    async def _record_mint(flow: http.HTTPFlow, rt: Runtime, token: IssuedToken, decision: Decision) -> bool:
+    async def _record_issuance(
+        flow: http.HTTPFlow, rt: Runtime, issuance: Issuance, decision: Decision
+    ) -> bool:
+        """token.expired for what it replaces, then token.minted: durable before the token is used."""
         assert decision.grant is not None
         grant = decision.grant
+        run = flow.metadata[fd.RUN]
+        for token in issuance.expired:
+            if not await fd.durable(
+                flow, rt, rt.recorder.event("token.expired", run, **rt.recorder.token_fields(token))
+            ):
+                return False
+        token = issuance.token
         event = rt.recorder.event(
             "token.minted",
-            flow.metadata[fd.RUN],
+            run,
             **rt.recorder.token_fields(token),
             scope_requested=list(grant.requested) if grant.requested is not None else list(grant.granted),
             scope_downscoped=grant.downscoped,
