@@ -20,6 +20,7 @@ MAX_RUN_ID = 128
 MAX_TASK = 512
 MAX_TRIGGERED_BY = 256
 MAX_SCOPES = 2048
+MAX_OPEN_API_RUNS = 1_000  # runs opened with POST /v1/runs and not ended
 MAX_REMEMBERED_RUNS = 10_000  # header-named and ended runs beyond this are forgotten, oldest first
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -125,8 +126,11 @@ class RunRegistry:
             origin="api",
         )
         with self._lock:
+            if len(self._api_runs) >= MAX_OPEN_API_RUNS:
+                raise ContextError(f"{MAX_OPEN_API_RUNS} runs are open: end one with POST /v1/runs/ID/end")
             self._runs[run.run_id] = run
             self._api_runs.append(run.run_id)
+            self._forget_oldest()
         return run
 
     def end(self, run_id: str) -> RunContext | None:

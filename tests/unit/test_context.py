@@ -72,3 +72,15 @@ def test_remembered_runs_are_bounded(monkeypatch):
         runs.adopt(f"hdr-{i}")
     assert len(runs.active_runs()) <= 50
     assert runs.get(runs.default.run_id) is runs.default
+
+
+def test_open_api_runs_are_capped(monkeypatch):
+    import tether.context as context
+
+    monkeypatch.setattr(context, "MAX_OPEN_API_RUNS", 3)
+    runs = RunRegistry({})
+    opened = [runs.open(task_context=None, triggered_by=None, scopes={}) for _ in range(3)]
+    with pytest.raises(ContextError, match="3 runs are open"):
+        runs.open(task_context=None, triggered_by=None, scopes={})
+    runs.end(opened[0].run_id)
+    assert runs.open(task_context=None, triggered_by=None, scopes={}).active
