@@ -15,29 +15,28 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
-EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "run.started",
-        "run.ended",
-        "token.minted",
-        "token.revoked",
-        "token.expired",
-        "token.mint_failed",
-        "api.request",
-        "api.response",
-        "api.denied",
-        "policy.loaded",
-        "policy.rejected",
-        "anomaly.detected",
-        "ledger.checkpoint",
-    }
-)
+EventType = Literal[
+    "run.started",
+    "run.ended",
+    "token.minted",
+    "token.revoked",
+    "token.expired",
+    "token.mint_failed",
+    "api.request",
+    "api.response",
+    "api.denied",
+    "policy.loaded",
+    "policy.rejected",
+    "anomaly.detected",
+    "ledger.checkpoint",
+]
+EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
 
 # The contract fields, in the order DESIGN.md lists them.
 CONTRACT_FIELDS: tuple[str, ...] = (
@@ -217,23 +216,6 @@ class Decision(_Strict):
     rule: str | None
     mode: Literal["enforce", "report"] | None = None
     would: str | None = None
-
-
-EventType = Literal[
-    "run.started",
-    "run.ended",
-    "token.minted",
-    "token.revoked",
-    "token.expired",
-    "token.mint_failed",
-    "api.request",
-    "api.response",
-    "api.denied",
-    "policy.loaded",
-    "policy.rejected",
-    "anomaly.detected",
-    "ledger.checkpoint",
-]
 
 
 class Event(_Strict):
