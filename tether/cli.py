@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"tether {__version__}: proxy on {host}:{port}, control API on {config.api_listen}", file=sys.stderr
     )
     print(
-        f"tether: ledger {config.effective_ledger_path}; agent CA {config.state_dir}/mitmproxy-ca-cert.pem",
+        f"tether: ledger {config.effective_ledger_path}; agent CA {config.ca_cert_path}",
         file=sys.stderr,
     )
     asyncio.run(serve(runtime))
@@ -69,7 +69,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     config = _config(args)
     host, port = config.proxy_address
     api_host, api_port = config.api_address
-    ca = args.ca_path or str((config.state_dir / "mitmproxy-ca-cert.pem").resolve())
+    ca = args.ca_path or str(config.ca_cert_path.resolve())
     proxy = f"http://{host}:{port}"
     lines = {
         "HTTPS_PROXY": proxy,

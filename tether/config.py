@@ -132,6 +132,11 @@ class TetherConfig(_Model):
         return self.ledger_path or self.state_dir / "ledger.db"
 
     @property
+    def ca_cert_path(self) -> Path:
+        """The CA agents must trust; mitmproxy creates it in the state dir on first start."""
+        return self.state_dir / "mitmproxy-ca-cert.pem"
+
+    @property
     def proxy_address(self) -> tuple[str, int]:
         return split_host_port(self.proxy_listen, what="proxy_listen")
 
