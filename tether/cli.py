@@ -14,6 +14,7 @@ from pathlib import Path
 from tether import __version__
 from tether.config import ConfigError, TetherConfig, load_config
 from tether.ledger.store import LedgerError
+from tether.ops import cli as ops_cli
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -40,26 +41,34 @@ def _ledger_path(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tether.gateway import AgentsError
+    from tether.ops.logs import setup_logging
     from tether.policy.loader import PolicyError
     from tether.proxy.master import serve
     from tether.proxy.runtime import Runtime
 
     config = _config(args)
+    setup_logging(config.log_format)
+    log = logging.getLogger("tether")
     try:
         runtime = Runtime.build(config)
     except PolicyError as exc:
         print(f"tether: invalid policy:\n{exc}", file=sys.stderr)
         return EXIT_FAIL
+    except AgentsError as exc:
+        print(f"tether: invalid agents file:\n{exc}", file=sys.stderr)
+        return EXIT_FAIL
     except (LedgerError, OSError) as exc:
         print(f"tether: cannot open the ledger or state dir: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    host, port = config.proxy_address
-    print(
-        f"tether {__version__}: proxy on {host}:{port}, control API on {config.api_listen}", file=sys.stderr
-    )
-    print(
-        f"tether: ledger {config.effective_ledger_path}; agent CA {config.ca_cert_path}",
-        file=sys.stderr,
+    log.info(
+        "tether %s (%s mode): proxy on %s, control API on %s, ledger %s, agent CA %s",
+        __version__,
+        config.mode,
+        config.proxy_listen,
+        config.api_listen,
+        config.effective_ledger_path,
+        config.ca_cert_path,
     )
     asyncio.run(serve(runtime))
     return EXIT_OK
@@ -190,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_sub.add_parser("check", help="Validate policy files (exit 1 with file:line: message).")
     check.add_argument("files", nargs="+", type=Path)
     policy_sub.add_parser("schema", help="Print the policy JSON Schema.")
+    ops_cli.register(command, _config)
     return parser
 
 

@@ -78,6 +78,12 @@ class UpstreamOverride(_Model):
         return value
 
 
+class GatewayConfig(_Model):
+    """Gateway mode: one tether for many agents, each authenticated with Proxy-Authorization."""
+
+    agents_file: Path = Field(description="YAML file of agent ids, names and scrypt secret hashes.")
+
+
 class TetherConfig(_Model):
     agent_id: str = Field("", description="Stable agent id (agt_...); derived from agent_name when empty.")
     agent_name: str = Field("agent", description="Agent name matched against policy `agents` globs.")
@@ -96,6 +102,11 @@ class TetherConfig(_Model):
     max_body_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Larger request bodies get 413 (responses: 1 GiB backstop)."
     )
+    gateway: GatewayConfig | None = Field(None, description="Set for gateway mode (many agents, one tether).")
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, le=600, description="On SIGTERM: how long in-flight calls and final flushes may take."
+    )
+    log_format: Literal["json", "text"] = Field("json", description="tether's own log lines on stderr.")
 
     @field_validator("proxy_listen", "api_listen")
     @classmethod
@@ -122,6 +133,10 @@ class TetherConfig(_Model):
     @classmethod
     def _override_hosts(cls, value: Mapping[str, UpstreamOverride]) -> Mapping[str, UpstreamOverride]:
         return {host.lower(): override for host, override in value.items()}
+
+    @property
+    def mode(self) -> str:
+        return "sidecar" if self.gateway is None else "gateway"
 
     @property
     def effective_agent_id(self) -> str:
@@ -154,6 +169,8 @@ class TetherConfig(_Model):
                 problems.append(
                     f"credentials.{name}.secret_env: environment variable {cred.secret_env} is unset"
                 )
+        if self.gateway is not None and not self.gateway.agents_file.is_file():
+            problems.append(f"gateway.agents_file: no such file: {self.gateway.agents_file}")
         for host, override in self.upstream_overrides.items():
             if override.ca_file is not None and not override.ca_file.is_file():
                 problems.append(f"upstream_overrides.{host}.ca_file: no such file: {override.ca_file}")
@@ -174,6 +191,8 @@ _ENV_KEYS = {
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {key: environ[var] for var, key in _ENV_KEYS.items() if environ.get(var)}
+    if environ.get("TETHER_AGENTS_FILE"):
+        values["gateway"] = {"agents_file": environ["TETHER_AGENTS_FILE"]}
     if environ.get("TETHER_POLICY_FILES"):
         values["policy_files"] = [p for p in environ["TETHER_POLICY_FILES"].split(os.pathsep) if p]
     return values
@@ -190,6 +209,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             data[key] = rel(data[key])
     if isinstance(data.get("policy_files"), list):
         data["policy_files"] = [rel(p) for p in data["policy_files"]]
+    if isinstance(data.get("gateway"), dict) and "agents_file" in data["gateway"]:
+        data["gateway"]["agents_file"] = rel(data["gateway"]["agents_file"])
     for section, key in (("credentials", "secret_file"), ("upstream_overrides", "ca_file")):
         entries = data.get(section)
         if isinstance(entries, dict):

@@ -1,15 +1,21 @@
-"""Control API (aiohttp): health and the run lifecycle."""
+"""Control API (aiohttp): health and the run lifecycle.
+
+In gateway mode the run endpoints take the agent's own credential (`Authorization: Basic id:secret`,
+the same as its Proxy-Authorization) and act on that agent's runs only."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 
 from tether import __version__
-from tether.context import ContextError, RunContext, scopes_from_json
+from tether.context import ContextError, RunContext, RunRegistry, scopes_from_json
+from tether.gateway import Agent
 from tether.ledger.store import LedgerError
+from tether.ops import http as ops_http
 from tether.proxy.lifecycle import end_run
 from tether.proxy.runtime import Runtime
 
@@ -46,8 +52,28 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
+async def _caller(request: web.Request) -> tuple[Agent, RunRegistry] | web.Response:
+    """The agent calling the run API and its runs; in gateway mode it must authenticate (else 401)."""
+    rt = request.app[RUNTIME]
+    if rt.gateway is None:
+        return rt.agent, rt.runs
+    header = request.headers.get("Authorization")
+    result = rt.gateway.check(header) if rt.gateway.cached(header) else None
+    if result is None:
+        result = await asyncio.to_thread(rt.gateway.check, header)
+    if result.agent is None:
+        response = error(401, "tether_unauthorized", "send Authorization: Basic (agent id:secret)")
+        response.headers["WWW-Authenticate"] = 'Basic realm="tether"'
+        return response
+    return result.agent, rt.runs_for(result.agent)[0]
+
+
 async def open_run(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
+    caller = await _caller(request)
+    if isinstance(caller, web.Response):
+        return caller
+    agent, runs = caller
     try:
         body = await _json_object(request)
         for key in body:
@@ -56,7 +82,7 @@ async def open_run(request: web.Request) -> web.Response:
         for key in ("task_context", "triggered_by"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise ContextError(f"{key} must be a string")
-        run = rt.runs.open(
+        run = runs.open(
             task_context=body.get("task_context"),
             triggered_by=body.get("triggered_by"),
             scopes=scopes_from_json(body.get("scopes")),
@@ -64,15 +90,20 @@ async def open_run(request: web.Request) -> web.Response:
     except ContextError as exc:
         return error(400, "tether_bad_request", str(exc))
     try:
-        await rt.recorder.record("run.started", run, source_ip=request.remote, detail={"origin": "api"})
+        await rt.recorder.record(
+            "run.started", run, agent=agent, source_ip=request.remote, detail={"origin": "api"}
+        )
     except LedgerError:
-        rt.runs.end(run.run_id)
+        runs.end(run.run_id)
         return error(503, "tether_ledger_unavailable", "the audit ledger cannot record")
     return web.json_response(run_json(run), status=201)
 
 
 async def get_run(request: web.Request) -> web.Response:
-    run = request.app[RUNTIME].runs.get(request.match_info["run_id"])
+    caller = await _caller(request)
+    if isinstance(caller, web.Response):
+        return caller
+    run = caller[1].get(request.match_info["run_id"])
     if run is None:
         return error(404, "tether_not_found", "no such run")
     return web.json_response(run_json(run))
@@ -80,10 +111,14 @@ async def get_run(request: web.Request) -> web.Response:
 
 async def close_run(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
+    caller = await _caller(request)
+    if isinstance(caller, web.Response):
+        return caller
+    agent, runs = caller
     run_id = request.match_info["run_id"]
-    if not await end_run(rt, run_id):
+    if not await end_run(rt, run_id, agent):
         return error(404, "tether_not_found", "no such run")
-    run = rt.runs.get(run_id)
+    run = runs.get(run_id)
     assert run is not None
     return web.json_response(run_json(run))
 
@@ -110,6 +145,7 @@ def make_app(rt: Runtime) -> web.Application:
     app.router.add_post("/v1/runs", open_run)
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_post("/v1/runs/{run_id}/end", close_run)
+    ops_http.register(app, rt)
     return app
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from tether.proxy.connector import Connector
 from tether.proxy.credentials import Credentials
+from tether.proxy.drain import Drain
 from tether.proxy.gate import Gate
+from tether.proxy.gateway import GatewayAuth
 from tether.proxy.guard import Guard
 from tether.proxy.holder import Holder
 from tether.proxy.identity import Identity
@@ -16,7 +18,9 @@ from tether.proxy.tagging import Tagging
 def addon_chain(holder: Holder) -> list[object]:
     return [
         Lifecycle(holder),
+        GatewayAuth(holder),
         Identity(holder),
+        Drain(holder),
         Guard(holder),
         Credentials(holder),
         Tagging(holder),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 
 from mitmproxy import http
 
@@ -18,6 +19,7 @@ from tether.proxy.runtime import Runtime
 log = logging.getLogger("tether")
 
 PLACEHOLDER = "tether"
+MINT_STARTED = "tether.mint_started"
 GIT_SMART_HTTP = ("/info/refs", "/git-upload-pack", "/git-receive-pack")
 
 
@@ -41,8 +43,9 @@ class Credentials:
         flow.metadata[fd.AGENT_AUTH] = strip_agent_credential(flow.request.headers, credential)
         run = flow.metadata[fd.RUN]
         key = TokenKey(
-            rt.config.effective_agent_id, run.run_id, grant.provider, grant.credential, grant.granted
+            fd.agent(flow, rt).agent_id, run.run_id, grant.provider, grant.credential, grant.granted
         )
+        flow.metadata[MINT_STARTED] = time.monotonic()
         provider = rt.catalog.providers[grant.provider]
         try:
             issuance = await rt.broker.issue(
@@ -79,15 +82,16 @@ class Credentials:
         assert decision.grant is not None
         grant = decision.grant
         run = flow.metadata[fd.RUN]
+        agent = fd.agent(flow, rt)
         for token in issuance.expired:
-            if not await fd.durable(
-                flow, rt, rt.recorder.event("token.expired", run, **rt.recorder.token_fields(token))
-            ):
+            expired = rt.recorder.event("token.expired", run, agent=agent, **rt.recorder.token_fields(token))
+            if not await fd.durable(flow, rt, expired):
                 return False
         token = issuance.token
         event = rt.recorder.event(
             "token.minted",
             run,
+            agent=agent,
             **rt.recorder.token_fields(token),
             scope_requested=list(grant.requested) if grant.requested is not None else list(grant.granted),
             scope_downscoped=grant.downscoped,
@@ -95,7 +99,10 @@ class Credentials:
             source_ip=fd.source_ip(flow),
             detail={"credential": token.secret.source, "minted": token.secret.minted},
         )
-        return await fd.durable(flow, rt, event)
+        if not await fd.durable(flow, rt, event):
+            return False
+        rt.ops.mint_seconds.labels(grant.provider).observe(time.monotonic() - flow.metadata[MINT_STARTED])
+        return True
 
 
 def strip_agent_credential(headers: http.Headers, credential: CredentialConfig | None) -> str | None:

@@ -9,11 +9,13 @@ from typing import Any
 
 from mitmproxy import http
 
+from tether.gateway import Agent
 from tether.ledger.store import LedgerError
 from tether.proxy.runtime import Runtime
 
 log = logging.getLogger("tether")
 
+AGENT = "tether.agent"  # gateway mode: the Agent that authenticated (sidecar: absent, the config's agent)
 RUN = "tether.run"  # RunContext of the call
 NEW_RUN = "tether.new_run"  # the call named a run tether had not seen: record run.started
 SCOPES = "tether.scopes"  # scopes the agent asked for, per provider (None: no ask)
@@ -24,6 +26,12 @@ REFUSAL = "tether.refusal"  # event to record for a call tether answered itself 
 REQUEST_EVENT = "tether.request_event"  # the committed api.request event
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+def agent(flow: http.HTTPFlow, rt: Runtime) -> Agent:
+    """Who made the call: the authenticated agent in gateway mode, the configured one in a sidecar."""
+    found: Agent | None = flow.metadata.get(AGENT)
+    return found or rt.agent
 
 
 def reply_json(flow: http.HTTPFlow, status: int, body: dict[str, Any]) -> None:
@@ -45,7 +53,9 @@ def refuse(
     fields.setdefault("request", request_fields(flow))
     fields.setdefault("decision", {"action": "deny", "reason": reason, "rule": rule})
     fields.setdefault("source_ip", source_ip(flow))
-    event = rt.recorder.event(event_type, flow.metadata.get(RUN) or rt.runs.current(), **fields)
+    who = agent(flow, rt)
+    run = flow.metadata.get(RUN) or rt.runs_for(who)[0].current()
+    event = rt.recorder.event(event_type, run, agent=who, **fields)
     flow.metadata[REFUSAL] = event
     reply_json(flow, status, {"error": error, "reason": reason, "event_id": event["event_id"]})
 

@@ -24,7 +24,7 @@ class Guard:
         req = flow.request
         host = req.host.lower()
         facts = RequestFacts(
-            agent_name=rt.config.agent_name,
+            agent_name=fd.agent(flow, rt).agent_name,
             method=req.method.upper(),
             host=host,
             port=req.port,

@@ -41,7 +41,7 @@ class Identity:
             return
         try:
             _check_target(flow)
-            run, created = self._run(rt.runs, sent)
+            run, created = self._run(rt.runs_for(fd.agent(flow, rt))[0], sent)
             if not run.active:
                 raise ContextError(f"run {run.run_id} has ended")
             scopes = parse_scopes(_one(sent, "scopes")) if "scopes" in sent else None

@@ -14,7 +14,8 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
 from tether.config import ConfigError, TetherConfig, load_config
-from tether.context import RunContext
+from tether.context import RunContext, RunRegistry
+from tether.gateway import Agent, AgentsError
 from tether.ledger.store import LedgerError
 from tether.policy.loader import PolicyError
 from tether.policy.reload import ReloadResult
@@ -72,6 +73,8 @@ class Lifecycle:
             raise exceptions.OptionsError("invalid policy:\n" + str(exc)) from None
         except LedgerError as exc:
             raise exceptions.OptionsError(f"cannot open the ledger: {exc}") from None
+        except AgentsError as exc:
+            raise exceptions.OptionsError("invalid agents file:\n" + str(exc)) from None
         self.holder.set(runtime)
         ctx.options.update(**mitmproxy_options(config, runtime))
 
@@ -93,7 +96,7 @@ class Lifecycle:
         if self.api is not None:
             await self.api.cleanup()
         if self.holder.ready:
-            await self._end_runs(self.holder.runtime)
+            await end_all_runs(self.holder.runtime)
             self.holder.runtime.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -131,25 +134,36 @@ class Lifecycle:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             for token in rt.broker.sweep():
-                run = rt.runs.get(token.key.run_id) or RunContext(run_id=token.key.run_id, origin="forgotten")
-                await _record_quietly(rt, "token.expired", run, **rt.recorder.token_fields(token))
+                agent = rt.agent_by_id(token.key.agent_id)
+                registry = rt.runs_for(agent)[0]
+                run = registry.get(token.key.run_id) or RunContext(
+                    run_id=token.key.run_id, origin="forgotten"
+                )
+                await _record_quietly(
+                    rt, "token.expired", run, agent=agent, **rt.recorder.token_fields(token)
+                )
 
-    @staticmethod
-    async def _end_runs(rt: Runtime) -> None:
-        for run in rt.runs.active_runs():
-            await end_run(rt, run.run_id)
+
+async def end_all_runs(rt: Runtime) -> None:
+    """Shutdown: end every active run of every agent (idempotent)."""
+    for agent, registry in rt.all_runs():
+        for run in registry.active_runs():
+            await end_run(rt, run.run_id, agent)
 
 
-async def end_run(rt: Runtime, run_id: str) -> bool:
-    """End a run: retire its tokens (token.revoked) and record run.ended. False when unknown."""
-    run = rt.runs.get(run_id)
+async def end_run(rt: Runtime, run_id: str, agent: Agent | None = None) -> bool:
+    """End a run of `agent` (default: the sidecar's): retire its tokens (token.revoked) and record
+    run.ended. False when unknown."""
+    agent = agent or rt.agent
+    registry: RunRegistry = rt.runs_for(agent)[0]
+    run = registry.get(run_id)
     if run is None:
         return False
     for token in await rt.broker.end_run(run_id):
-        await _record_quietly(rt, "token.revoked", run, **rt.recorder.token_fields(token))
+        await _record_quietly(rt, "token.revoked", run, agent=agent, **rt.recorder.token_fields(token))
     if run.active:
-        ended = rt.runs.end(run_id) or run
-        await _record_quietly(rt, "run.ended", ended)
+        ended = registry.end(run_id) or run
+        await _record_quietly(rt, "run.ended", ended, agent=agent)
     return True
 
 

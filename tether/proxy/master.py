@@ -9,6 +9,7 @@ import signal
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
+from tether.ops.shutdown import drain
 from tether.proxy.chain import addon_chain
 from tether.proxy.holder import Holder
 from tether.proxy.lifecycle import mitmproxy_options
@@ -26,6 +27,14 @@ async def serve(runtime: Runtime) -> None:
     master.addons.add(*addon_chain(Holder(runtime)))
     opts.update(**mitmproxy_options(config, runtime))
     loop = asyncio.get_running_loop()
+    draining: list[asyncio.Task[None]] = []
+
+    def on_signal() -> None:
+        if draining:  # a second signal: stop now
+            master.shutdown()
+            return
+        draining.append(loop.create_task(drain(master, runtime)))
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, master.shutdown)
+        loop.add_signal_handler(sig, on_signal)
     await master.run()

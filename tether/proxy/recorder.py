@@ -32,6 +32,7 @@ class Recorder:
             return
         refusal = flow.metadata.get(fd.REFUSAL)
         if refusal is not None:
+            rt.ops.calls.labels(refusal["provider"] or "egress", _decision_label(refusal)).inc()
             try:
                 await rt.recorder.write(refusal)
             except LedgerError as exc:
@@ -42,6 +43,7 @@ class Recorder:
         event = self._api_event("api.request", flow, rt)
         if await fd.durable(flow, rt, event):
             flow.metadata[fd.REQUEST_EVENT] = event
+            rt.ops.calls.labels(event["provider"] or "egress", _decision_label(event)).inc()
 
     async def response(self, flow: http.HTTPFlow) -> None:
         if fd.REQUEST_EVENT not in flow.metadata or flow.response is None:
@@ -73,7 +75,11 @@ class Recorder:
     async def _run_started(self, flow: http.HTTPFlow, rt: Runtime) -> bool:
         run = flow.metadata[fd.RUN]
         event = rt.recorder.event(
-            "run.started", run, source_ip=fd.source_ip(flow), detail={"origin": run.origin}
+            "run.started",
+            run,
+            agent=fd.agent(flow, rt),
+            source_ip=fd.source_ip(flow),
+            detail={"origin": run.origin},
         )
         return await fd.durable(flow, rt, event)
 
@@ -92,8 +98,23 @@ class Recorder:
         return rt.recorder.event(
             event_type,
             flow.metadata[fd.RUN],
+            agent=fd.agent(flow, rt),
             source_ip=fd.source_ip(flow),
             detail=detail or None,
             **fields,
             **extra,
         )
+
+
+# Refusals that are not a policy decision: bad input, unauthenticated, DNS failure, a failed mint.
+_NOT_POLICY = frozenset({"identity", "gateway", "dns", "broker", "shutdown"})
+
+
+def _decision_label(event: dict[str, Any]) -> str:
+    """allow | deny | report_deny (report mode let a call through that it would deny) | refused."""
+    decision = event["decision"] or {}
+    if decision.get("would") == "deny":
+        return "report_deny"
+    if decision.get("action") != "deny":
+        return "allow"
+    return "refused" if decision.get("rule") in _NOT_POLICY else "deny"

@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ from tether.broker.base import Broker, IssuedToken, build_broker
 from tether.catalog import Catalog, load_catalog
 from tether.config import TetherConfig
 from tether.context import RunContext, RunRegistry
+from tether.gateway import Agent, Authenticator
 from tether.ledger.events import new_event
-from tether.ledger.store import Ledger
+from tether.ledger.store import Ledger, LedgerError
+from tether.ops import Ops
 from tether.policy.reload import PolicyStore
 
 log = logging.getLogger("tether")
@@ -31,24 +33,44 @@ log = logging.getLogger("tether")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+NO_AGENT = Agent("", "")  # gateway mode: a request that did not authenticate as any agent
+
+
 class Recorder:
-    """Builds events with the sidecar's attribution fields and appends them durably."""
+    """Builds events with the attribution fields and appends them durably.
 
-    def __init__(self, ledger: Ledger, config: TetherConfig) -> None:
+    Every event's `detail.tether_mode` says which mode produced it (`sidecar` or `gateway`)."""
+
+    def __init__(self, ledger: Ledger, config: TetherConfig, ops: Ops) -> None:
         self.ledger = ledger
-        self.agent_id = config.effective_agent_id
-        self.agent_name = config.agent_name
+        self.agent = Agent(config.effective_agent_id, config.agent_name)
+        self.mode = config.mode
+        self.ops = ops
 
-    def event(self, event_type: str, run: RunContext | None, **fields: Any) -> dict[str, Any]:
+    def event(
+        self, event_type: str, run: RunContext | None, *, agent: Agent | None = None, **fields: Any
+    ) -> dict[str, Any]:
         if run is not None:
             fields.setdefault("run_id", run.run_id)
             fields.setdefault("task_context", run.task_context)
             fields.setdefault("triggered_by", run.triggered_by)
-        return new_event(event_type, agent_id=self.agent_id, agent_name=self.agent_name, **fields)
+        agent = agent or self.agent
+        fields["detail"] = {"tether_mode": self.mode, **(fields.get("detail") or {})}
+        return new_event(
+            event_type, agent_id=agent.agent_id or None, agent_name=agent.agent_name or None, **fields
+        )
 
     async def write(self, event: dict[str, Any]) -> dict[str, Any]:
         """Durable when it returns; raises LedgerError when the ledger cannot record."""
-        return await self.ledger.append(event)
+        start = time.monotonic()
+        try:
+            stored = await self.ledger.append(event)
+        except LedgerError:
+            self.ops.ledger_append_failures.inc()
+            self.ops.last_ledger_failure = time.monotonic()
+            raise
+        self.ops.ledger_append_seconds.observe(time.monotonic() - start)
+        return stored
 
     async def record(self, event_type: str, run: RunContext | None, **fields: Any) -> dict[str, Any]:
         return await self.write(self.event(event_type, run, **fields))
@@ -116,6 +138,34 @@ class Runtime:
     runs: RunRegistry
     resolver: Resolver
     upstream_ca_bundle: Path | None
+    ops: Ops
+    gateway: Authenticator | None = None  # gateway mode: who may use this tether
+    agent_runs: dict[str, RunRegistry] = field(default_factory=dict)  # gateway mode: runs per agent
+
+    @property
+    def agent(self) -> Agent:
+        """The sidecar's own agent (gateway mode: the gateway itself, for its own events)."""
+        return self.recorder.agent
+
+    def runs_for(self, agent: Agent) -> tuple[RunRegistry, bool]:
+        """The run registry of `agent` and whether it was created now (its default run is new).
+
+        A sidecar has one; a gateway keeps one per agent, so agents never share runs."""
+        if self.gateway is None or not agent.agent_id:
+            return self.runs, False
+        registry = self.agent_runs.get(agent.agent_id)
+        if registry is not None:
+            return registry, False
+        registry = self.agent_runs[agent.agent_id] = RunRegistry({})
+        return registry, True
+
+    def agent_by_id(self, agent_id: str) -> Agent:
+        found = self.gateway.get(agent_id) if self.gateway is not None else None
+        return found or self.agent
+
+    def all_runs(self) -> list[tuple[Agent, RunRegistry]]:
+        """Every run registry with its agent (gateway mode: the gateway's own first)."""
+        return [(self.agent, self.runs)] + [(self.agent_by_id(i), r) for i, r in self.agent_runs.items()]
 
     @classmethod
     def build(cls, config: TetherConfig, environ: Mapping[str, str] | None = None) -> Runtime:
@@ -123,18 +173,22 @@ class Runtime:
         environ = os.environ if environ is None else environ
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         catalog = load_catalog()
+        gateway = Authenticator(config.gateway.agents_file) if config.gateway is not None else None
         ledger = Ledger(config.effective_ledger_path)
         policies = PolicyStore(list(config.policy_files), catalog)
+        ops = Ops()
         return cls(
             config=config,
             catalog=catalog,
             ledger=ledger,
-            recorder=Recorder(ledger, config),
+            recorder=Recorder(ledger, config, ops),
             policies=policies,
             broker=build_broker(config.credentials),
             runs=RunRegistry(environ),
             resolver=Resolver(),
             upstream_ca_bundle=write_upstream_ca_bundle(config),
+            ops=ops,
+            gateway=gateway,
         )
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ class Tagging:
         rt = self.holder.runtime
         run = flow.metadata[fd.RUN]
         headers = flow.request.headers
-        agent = sanitise(rt.config.agent_name)
+        agent = sanitise(fd.agent(flow, rt).agent_name)
         headers["X-Tether-Agent"] = agent
         headers["X-Tether-Run"] = sanitise(run.run_id)
         if run.task_context:
