@@ -15,8 +15,8 @@ RUN scripts/image-install /opt/tether
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 tether \
  && useradd --system --uid 10001 --gid tether --home-dir /var/lib/tether --shell /usr/sbin/nologin tether \
- && mkdir -p /var/lib/tether /etc/tether \
- && chown tether:tether /var/lib/tether
+ && mkdir -p /var/lib/tether /var/run/tether-ca /etc/tether \
+ && chown tether:tether /var/lib/tether /var/run/tether-ca
 COPY --from=build /opt/tether /opt/tether
 # State (CA key, ledger) lives in the volume; the root filesystem can be mounted read-only.
 ENV PATH=/opt/tether/bin:/usr/local/bin:/usr/bin:/bin \

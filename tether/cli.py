@@ -78,7 +78,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     config = _config(args)
     host, port = config.proxy_address
     api_host, api_port = config.api_address
-    ca = args.ca_path or str(config.ca_cert_path.resolve())
+    # The export path is named as the agent's container mounts it: not resolved on this host.
+    exported = config.ca_cert_export.absolute() if config.ca_cert_export else None
+    ca = args.ca_path or str(exported or config.ca_cert_path.resolve())
     proxy = f"http://{host}:{port}"
     lines = {
         "HTTPS_PROXY": proxy,

@@ -107,6 +107,10 @@ class TetherConfig(_Model):
         20.0, ge=0, le=600, description="On SIGTERM: how long in-flight calls and final flushes may take."
     )
     log_format: Literal["json", "text"] = Field("json", description="tether's own log lines on stderr.")
+    ca_cert_export: Path | None = Field(
+        None,
+        description="Also write the CA certificate (never its key) here, e.g. a volume the agent mounts.",
+    )
 
     @field_validator("proxy_listen", "api_listen")
     @classmethod
@@ -186,6 +190,7 @@ _ENV_KEYS = {
     "TETHER_STATE_DIR": "state_dir",
     "TETHER_LEDGER_PATH": "ledger_path",
     "TETHER_FAIL_MODE": "fail_mode",
+    "TETHER_CA_CERT_EXPORT": "ca_cert_export",
 }
 
 
@@ -204,7 +209,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     def rel(value: Any) -> Any:
         return str(base / value) if isinstance(value, str) and not os.path.isabs(value) else value
 
-    for key in ("state_dir", "ledger_path"):
+    for key in ("state_dir", "ledger_path", "ca_cert_export"):
         if key in data:
             data[key] = rel(data[key])
     if isinstance(data.get("policy_files"), list):

@@ -14,6 +14,7 @@ import requests
 from aiohttp import web
 
 from tests.integration.harness import GITHUB_SECRET, github_config, github_policy
+from tether.sandbox.pki import SandboxCA
 from tether.sandbox.server import SandboxServer
 
 API = "https://api.github.com"
@@ -156,3 +157,22 @@ def test_sigterm_during_load_loses_no_event(make_tether, sandbox, tmp_path):
             assert [e["event_type"] for e in by_task[task]] == ["api.denied"]
     assert events[-1]["event_type"] == "run.ended"
     assert "shutting down" in tether.log()
+
+
+def test_operator_supplied_ca_is_used_and_its_certificate_exported(make_tether, tmp_path):
+    """Gateway replicas share one CA from a Secret: `mitmproxy-ca.pem` (key + certificate) only."""
+    ca = SandboxCA(tmp_path / "operator-ca", common_name="operator CA")
+    tether = make_tether(start=False, ca_cert_export=str(tmp_path / "shared" / "ca.pem"))
+    state = tether.directory / "state"
+    state.mkdir()
+    (state / "mitmproxy-ca.pem").write_bytes(
+        (ca.directory / "ca-key.pem").read_bytes() + ca.cert_path.read_bytes()
+    )
+    tether.start()
+    exported = tmp_path / "shared" / "ca.pem"
+    assert exported.read_bytes() == ca.cert_path.read_bytes()
+    assert b"PRIVATE KEY" not in exported.read_bytes()
+    with tether.session() as s:
+        s.verify = str(exported)
+        assert s.get(f"{API}/zen").status_code == 200
+    assert tether.api("GET", "/readyz").status_code == 200

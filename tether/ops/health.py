@@ -41,6 +41,9 @@ def ca_problem(rt: Runtime) -> str | None:
         return f"CA certificate {path}: {exc.strerror}"
     except ValueError:
         return f"CA certificate {path} is not a PEM certificate"
+    export = rt.config.ca_cert_export
+    if export is not None and not export.is_file():
+        return f"the exported CA certificate {export} is missing"
     return None
 
 

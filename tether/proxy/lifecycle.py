@@ -10,6 +10,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
@@ -82,6 +84,7 @@ class Lifecycle:
         from tether.api.server import start_api
 
         rt = self.holder.runtime
+        export_ca_cert(rt.config)
         await self._record_start(rt)
         self.api = await start_api(rt)
         self._spawn(self._watch_policies(rt))
@@ -142,6 +145,26 @@ class Lifecycle:
                 await _record_quietly(
                     rt, "token.expired", run, agent=agent, **rt.recorder.token_fields(token)
                 )
+
+
+def export_ca_cert(config: TetherConfig) -> None:
+    """Copy the CA certificate (public; the key stays in the state dir) to `ca_cert_export`, atomically.
+
+    An operator-supplied CA (`mitmproxy-ca.pem`, key + certificate, e.g. from a Secret, so that every
+    gateway replica signs with the same CA) comes without the certificate-only file: write it."""
+    if not config.ca_cert_path.exists():
+        combined = config.state_dir / "mitmproxy-ca.pem"
+        cert = x509.load_pem_x509_certificates(combined.read_bytes())[0]
+        config.ca_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if config.ca_cert_export is None:
+        return
+    target = config.ca_cert_export
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(config.ca_cert_path.read_bytes())
+    tmp.chmod(0o644)
+    tmp.replace(target)
+    log.info("CA certificate exported to %s", target)
 
 
 async def end_all_runs(rt: Runtime) -> None:
