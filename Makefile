@@ -31,7 +31,7 @@ integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 schema: $(STAMP)
 	$(BIN)/tether policy schema > policies/schema.json

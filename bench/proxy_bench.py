@@ -10,6 +10,11 @@ a small JSON body. Three targets reach it:
   tether    `tether run`: policy (GitHub provider, route `GET /zen`), a static bearer credential
             injected, tagging, the api.github.com address override, and the durable ledger
             (api.request fsynced before the call is forwarded, api.response after).
+Per-feature cost, the same tether with less switched on (the ledger cannot be switched off: these put
+it on a tmpfs, where fsync costs nothing, so what remains is building, hashing and storing events):
+  tether-policy  the host as plain egress: policy decision, no credential, ledger on tmpfs;
+  tether-inject  + the GitHub provider: token issue and bearer injection, tagging, ledger on tmpfs;
+  tether         + the durable ledger on disk (the row above).
 A load generator in its own process (so it shares no GIL with a proxy) drives each target at
 concurrency 1 and 16 over keep-alive HTTP/1.1 connections (CONNECT + TLS through the proxies). The
 cells run in interleaved rounds, so drift on a shared machine hits every target alike.
@@ -25,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import shutil
 import socket
 import sqlite3
 import ssl
@@ -46,7 +52,13 @@ ZEN_BODY = b'{"zen":"Non-blocking is better than blocking."}'
 # The upstream says in this header whether tether's injected bearer secret reached it.
 CREDENTIAL_HEADER = "x-bench-credential"
 CONCURRENCIES = (1, 16)
-TARGETS = ("direct", "mitmdump", "tether")
+TARGETS = ("direct", "mitmdump", "tether-policy", "tether-inject", "tether")
+FEATURES = {  # target -> what it adds over the row before it
+    "tether-policy": "policy decision + ledger on tmpfs (no fsync)",
+    "tether-inject": "+ credential issue/injection, tagging",
+    "tether": "+ durable ledger (fsync on disk)",
+}
+VOLATILE_DIR = Path("/dev/shm")
 BASELINE = "mitmdump"
 START_TIMEOUT_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -340,23 +352,37 @@ def _mitmdump(directory: Path, upstream_port: int, upstream_ca: Path) -> Iterato
 
 
 @contextlib.contextmanager
-def _tether(directory: Path, upstream_port: int, upstream_ca: Path, secret_file: Path) -> Iterator[Target]:
-    config = {
+def _tether(
+    directory: Path, upstream_port: int, upstream_ca: Path, secret_file: Path, variant: str = "tether"
+) -> Iterator[tuple[Target, SidecarProcess]]:
+    """`tether run` as `variant` (see FEATURES); yields its target and its process."""
+    config: dict[str, Any] = {
         "credentials": {"bench-github": {"type": "static", "secret_file": str(secret_file)}},
         "upstream_overrides": {HOST: {"address": f"127.0.0.1:{upstream_port}", "ca_file": str(upstream_ca)}},
     }
-    policy = {
-        "id": "pol_bench",
-        "agents": ["bench-*"],
-        "mode": "enforce",
-        "providers": {"github": {"credential": "bench-github", "scopes": ["repo:read"], "ttl_seconds": 900}},
-    }
+    policy: dict[str, Any] = {"id": "pol_bench", "agents": ["bench-*"], "mode": "enforce"}
+    if variant == "tether-policy":
+        policy["egress"] = [HOST]
+    else:
+        policy["providers"] = {
+            "github": {"credential": "bench-github", "scopes": ["repo:read"], "ttl_seconds": 900}
+        }
+    volatile = None
+    if variant != "tether":
+        volatile = Path(tempfile.mkdtemp(prefix="tether-bench-", dir=VOLATILE_DIR))
+        config["ledger_path"] = str(volatile / "ledger.db")
     sidecar = SidecarProcess(directory, config, policy, agent_name="bench-agent")
     sidecar.start()
+    credential = "absent" if variant == "tether-policy" else "injected"
     try:
-        yield Target("tether", ("127.0.0.1", sidecar.proxy_port), f"{HOST}:443", sidecar.ca_cert, "injected")
+        target = Target(
+            variant, ("127.0.0.1", sidecar.proxy_port), f"{HOST}:443", sidecar.ca_cert, credential
+        )
+        yield target, sidecar
     finally:
         sidecar.stop()
+        if volatile is not None:
+            shutil.rmtree(volatile, ignore_errors=True)
 
 
 def _count_events(ledger: Path) -> dict[str, int]:
@@ -376,8 +402,10 @@ def run(rounds: int, seconds: float, warmup: float, progress: bool = True) -> Pr
         upstream_port, upstream_ca = stack.enter_context(_upstream(directory, secret_file))
         direct = Target("direct", ("127.0.0.1", upstream_port), None, upstream_ca, "absent")
         mitmdump = stack.enter_context(_mitmdump(directory / "mitmdump", upstream_port, upstream_ca))
-        tether = stack.enter_context(_tether(directory / "tether", upstream_port, upstream_ca, secret_file))
-        targets = [direct, mitmdump, tether]
+        targets = [direct, mitmdump]
+        for variant in TARGETS[2:]:
+            tether = _tether(directory / variant, upstream_port, upstream_ca, secret_file, variant)
+            targets.append(stack.enter_context(tether)[0])
         for number in range(rounds):
             for concurrency in CONCURRENCIES:
                 # Rotate the order each round so no target always runs first (or last) after a change.

@@ -1,9 +1,12 @@
-"""`make bench`: the proxy benchmark and the ledger benchmark, checked against the targets of issue 2;
-prints the report and writes it to docs/performance.md (not a test: nothing is asserted).
+"""`make bench`: the proxy, per-feature, soak (RSS, verification) and ledger benchmarks, checked against
+the targets of issues 2 and 6; prints the report and writes it to docs/performance.md (not a test:
+nothing is asserted).
 
-.venv/bin/python bench/run.py [--rounds 3] [--seconds 3] [--warmup 1] [--output docs/performance.md]
+.venv/bin/python bench/run.py [--rounds 3] [--seconds 3] [--warmup 1] [--rss-requests 100000]
+                              [--output docs/performance.md]
 
-Takes about two minutes on two cores. bench/README.md says what each figure means.
+On two cores: about 3 minutes plus the soak (100,000 requests: 5-8 minutes; `--rss-requests` sets it,
+BENCH_ARGS="--rss-requests 20000" make bench). bench/README.md says what each figure means.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
-from proxy_bench import BASELINE, CONCURRENCIES, ZEN_BODY, BenchError, ProxyResults, table
+from proxy_bench import BASELINE, CONCURRENCIES, FEATURES, ZEN_BODY, BenchError, ProxyResults, table
 from proxy_bench import run as run_proxy_bench
+from soak_bench import FLAT_TOLERANCE, SoakResult, summary
+from soak_bench import run as run_soak
+from soak_bench import table as soak_table
 
 from tether import __version__ as TETHER_VERSION
 
@@ -123,8 +129,28 @@ def _met(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
-def verdicts(proxy: ProxyResults, ledger: LedgerFigures | None) -> str:
-    lines = ["| target (issue 2) | measured | |", "|---|--:|---|"]
+def feature_table(proxy: ProxyResults) -> str:
+    """What each feature adds, row by row (p50 at concurrency 1: one call's own latency)."""
+    lines = [
+        "| target | adds | req/s c=1 | req/s c=16 | p50 ms c=1 | p50 added by this step "
+        "| req/s vs mitmdump c=16 |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    previous = proxy.cell(BASELINE, 1).percentile(50)
+    for name, adds in FEATURES.items():
+        one, many = proxy.cell(name, 1), proxy.cell(name, 16)
+        base16 = proxy.cell(BASELINE, 16)
+        p50 = one.percentile(50)
+        lines.append(
+            f"| {name} | {adds} | {one.rps:,.0f} | {many.rps:,.0f} | {p50:.2f} | {p50 - previous:+.2f} ms "
+            f"| {many.rps / base16.rps:.0%} |"
+        )
+        previous = p50
+    return "\n".join(lines)
+
+
+def verdicts(proxy: ProxyResults, ledger: LedgerFigures | None, soak: SoakResult | None) -> str:
+    lines = ["| target (issues 2 and 6) | measured | |", "|---|--:|---|"]
     for concurrency in CONCURRENCIES:
         tether, base = proxy.cell("tether", concurrency), proxy.cell(BASELINE, concurrency)
         ratio = tether.rps / base.rps
@@ -148,11 +174,20 @@ def verdicts(proxy: ProxyResults, ledger: LedgerFigures | None) -> str:
             f"| ledger >= {LEDGER_TARGET:,} durable appends/s | {ledger.best_rate:,.0f} "
             f"({ledger.best_callers} concurrent callers) | {_met(ledger.best_rate >= LEDGER_TARGET)} |"
         )
+    if soak is not None:
+        lines.append(
+            f"| RSS flat (within {FLAT_TOLERANCE:.0%}) after warm-up over {soak.requests:,} requests "
+            f"| {soak.growth:+.1%} | {_met(soak.flat)} |"
+        )
     return "\n".join(lines)
 
 
 def report(
-    proxy: ProxyResults, ledger: LedgerFigures | None, machine: str, started: datetime.datetime
+    proxy: ProxyResults,
+    ledger: LedgerFigures | None,
+    soak: SoakResult | None,
+    machine: str,
+    started: datetime.datetime,
 ) -> str:
     events = ", ".join(f"{kind} {count:,}" for kind, count in sorted(proxy.ledger_events.items()))
     ledger_section = (
@@ -168,7 +203,7 @@ other, not with figures from another machine.
 
 ## Targets
 
-{verdicts(proxy, ledger)}
+{verdicts(proxy, ledger, soak)}
 
 ## Proxy: direct vs bare mitmdump vs tether
 
@@ -190,6 +225,19 @@ per concurrent client). {proxy.rounds} interleaved rounds per cell, each {proxy.
 
 Tether's ledger after the run (sanity check: every call recorded): {events}.
 
+## Per-feature cost
+
+The same tether with less switched on (the ledger cannot be switched off, so the first two rows keep
+it on a tmpfs, where fsync costs nothing: what remains is building, hashing and storing the events).
+Each row adds one feature to the row before it; the first is compared with bare mitmdump.
+Shipping to SIEM sinks is not in this branch yet, so it has no row.
+
+{feature_table(proxy)}
+
+## Memory and verification (soak)
+
+{soak_section(soak)}
+
 ## Ledger appends
 
 `bench/ledger_bench.py`: durable appends per second by the number of concurrent callers (group commit:
@@ -206,12 +254,27 @@ cores, so the absolute figures are lower than on a bigger machine; the ratios ar
 """
 
 
+def soak_section(soak: SoakResult | None) -> str:
+    if soak is None:
+        return "Not run (`--rss-requests 0`)."
+    return f"""`bench/soak_bench.py`: the full tether (as the `tether` row) driven with
+{soak.requests:,} requests at concurrency {soak.concurrency} in {soak.seconds:.0f} s; tether's resident
+memory (VmRSS) after each window. The warm-up sample is the first after {int(soak.requests * 0.1):,}
+requests.
+
+{soak_table(soak)}
+
+{summary(soak)}. Verification: `tether verify`'s engine re-hashed the soak's whole ledger (every event's
+JCS entry, leaf and chain hash) at **{soak.verify_rate:,.0f} events/s**."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per proxy cell")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell and round")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each cell")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the report")
+    parser.add_argument("--rss-requests", type=int, default=100_000, help="soak length (0: skip the soak)")
     args = parser.parse_args()
 
     started = datetime.datetime.now(datetime.UTC)
@@ -222,9 +285,11 @@ def main() -> None:
         proxy = run_proxy_bench(args.rounds, args.seconds, args.warmup)
         print("ledger benchmark ...", file=sys.stderr)
         ledger = run_ledger_bench(scratch)
+        print("soak benchmark ...", file=sys.stderr)
+        soak = run_soak(args.rss_requests, 16, 2.0) if args.rss_requests > 0 else None
     except BenchError as exc:
         sys.exit(f"benchmark failed: {exc}")
-    text = report(proxy, ledger, machine_details(scratch, fsync, load), started)
+    text = report(proxy, ledger, soak, machine_details(scratch, fsync, load), started)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
