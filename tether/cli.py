@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tether import __version__
+from tether.analysis import cli as analysis_cli
 from tether.config import ConfigError, TetherConfig, load_config
 from tether.ledger.store import LedgerError
 
@@ -117,7 +118,15 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
     ledger = Ledger.open_readonly(_ledger_path(args))
     try:
-        rows = timeline_rows(ledger, agent=args.agent, run=args.run, since=args.since, until=args.until)
+        rows = timeline_rows(
+            ledger,
+            agent=args.agent,
+            run=args.run,
+            since=args.since,
+            until=args.until,
+            provider=args.provider,
+            types=[name.strip() for value in args.type or () for name in value.split(",") if name.strip()],
+        )
         if args.json:
             for row in rows:
                 print(json.dumps(row))
@@ -184,7 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--run")
     timeline.add_argument("--since")
     timeline.add_argument("--until")
+    timeline.add_argument("--provider", help="Only events of this provider (github, slack, ...)")
+    timeline.add_argument(
+        "--type",
+        action="append",
+        help="Only these event types, comma-separated or repeated; a family such as `token` means token.*",
+    )
     timeline.add_argument("--json", action="store_true")
+    analysis_cli.register(command)
     policy = command("policy", "Check policy files or print their JSON Schema.", cmd_policy, config=False)
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="Validate policy files (exit 1 with file:line: message).")
