@@ -141,6 +141,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
     from tether.policy.loader import main_check
     from tether.policy.schema import policy_json_schema
 
+    if args.policy_command == "suggest":
+        return analysis_cli.cmd_policy_suggest(args)
     if args.policy_command == "schema":
         print(json.dumps(policy_json_schema(), indent=2))
         return EXIT_OK
@@ -201,11 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     timeline.add_argument("--json", action="store_true")
     analysis_cli.register(command)
-    policy = command("policy", "Check policy files or print their JSON Schema.", cmd_policy, config=False)
+    policy = command(
+        "policy", "Check policy files, print their JSON Schema or suggest one.", cmd_policy, config=False
+    )
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="Validate policy files (exit 1 with file:line: message).")
     check.add_argument("files", nargs="+", type=Path)
     policy_sub.add_parser("schema", help="Print the policy JSON Schema.")
+    analysis_cli.register_policy_suggest(policy_sub)
     return parser
 
 
@@ -226,4 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, so that the UsageError raised by modules importing tether.cli
+    # (tether/analysis/cli.py) is the class main catches.
+    from tether.cli import main as package_main
+
+    sys.exit(package_main())
