@@ -73,6 +73,17 @@ def _clean(text: str) -> str:
     return printable(text)[:200]
 
 
+def _literal_path(path: str) -> bool:
+    """Whether a rule path of `path` matches exactly that path (no {param} or ** wildcard in it)."""
+    if any(char in path for char in "{}*"):
+        return False
+    try:
+        PathTemplate(path)
+    except ValueError:
+        return False
+    return True
+
+
 def _q(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid double-quoted YAML scalar
 
@@ -130,9 +141,7 @@ def _add_call(
     section.ttl_seconds = section.ttl_seconds or minted.get("ttl_seconds")
     match = provider.match(method, host, path)
     if match is None:
-        try:
-            PathTemplate(path)
-        except ValueError:
+        if not _literal_path(path):
             result.skipped.add(
                 f"{method} {host}{path} (not a route tether knows; path not expressible)", run_id
             )
