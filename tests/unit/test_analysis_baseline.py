@@ -182,3 +182,31 @@ def test_learning_from_history_equals_watching_it() -> None:
     new["seq"] = len(history)
     assert kinds(replayed.observe(new)) == [("new_route", "github POST /repos/{owner}/{repo}/issues")]
     assert replayed.baseline("nobody").runs == 0
+
+
+def test_only_runs_that_started_earlier_are_prior() -> None:
+    detector = learned(volume_min_calls=20)
+    issues = {"method": "POST", "route": "POST /repos/{owner}/{repo}/issues", "path": "/repos/a/b/issues"}
+    assert feed(detector, [call("run_a", at(20))]) == []
+    assert kinds(feed(detector, [call("run_b", at(21), **issues)])) == [
+        ("new_route", f"github {issues['route']}")
+    ]
+    # run_b started after run_a: what run_b did is not part of run_a's baseline
+    assert kinds(feed(detector, [call("run_a", at(22), **issues)])) == [
+        ("new_route", f"github {issues['route']}")
+    ]
+    # but it is for a run that starts later, while both are still open
+    assert feed(detector, [call("run_c", at(23), **issues)]) == []
+
+
+def test_open_runs_beyond_the_cap_are_folded_without_changing_answers() -> None:
+    from tether.analysis.baseline import MAX_OPEN_RUNS
+
+    detector = Detector(AnomalySettings(learning_runs=3, volume_min_calls=20))
+    for index in range(MAX_OPEN_RUNS + 10):  # header-named runs: never ended
+        assert feed(detector, [call(f"run_{index}", at(index % 60, hour=10 + index // 60 % 2))]) == []
+    baseline = detector.baseline("pr-bot")
+    assert baseline.runs == MAX_OPEN_RUNS + 10 and baseline.max_calls == 1
+    assert kinds(
+        feed(detector, [call("run_new", at(59), host="new.example", route=None, provider=None)])
+    ) == [("new_host", "new.example")]

@@ -93,6 +93,7 @@ class Baseline:
     scopes: Counter[str] = field(default_factory=Counter)
     hours: Counter[int] = field(default_factory=Counter)
     calls_per_run: list[int] = field(default_factory=list)
+    max_calls: int = 0
 
     def learn(self, run: RunActivity) -> None:
         if run.calls == 0:
@@ -105,6 +106,7 @@ class Baseline:
         self.scopes.update(run.scopes)
         self.hours.update(run.hours)
         self.calls_per_run.append(run.calls)
+        self.max_calls = max(self.max_calls, run.calls)
 
     def to_json(self) -> dict[str, Any]:
         calls = sorted(self.calls_per_run)
@@ -144,10 +146,50 @@ class _Run:
 
 @dataclass
 class _Agent:
-    baseline: Baseline
-    runs: dict[str, _Run] = field(default_factory=dict)
+    baseline: Baseline  # the runs folded in (ended, or the oldest beyond MAX_OPEN_RUNS)
+    runs: dict[str, _Run] = field(default_factory=dict)  # open runs, in start order
     started: int = 0
+    open_with_calls: int = 0  # open runs with at least one call
+    # Everything learned, folded and open runs alike, so "seen before run R" is a subtraction, not a
+    # walk over every open run (header-named runs stay open until shutdown).
+    seen: RunActivity = field(default_factory=lambda: RunActivity("*", ""))
     downscopes: deque[datetime] = field(default_factory=deque)
+
+    def add(self, run: _Run, event: dict[str, Any]) -> None:
+        had_calls = run.activity.calls > 0
+        run.activity.add(event)
+        self.seen.add(event)
+        if not had_calls and run.activity.calls:
+            self.open_with_calls += 1
+
+    def fold(self, run_id: str) -> None:
+        run = self.runs.pop(run_id, None)
+        if run is not None:
+            self.baseline.learn(run.activity)
+            self.open_with_calls -= run.activity.calls > 0
+
+    def later(self, run: _Run) -> list[RunActivity]:
+        """Open runs that started after `run` (usually none: the newest run is the one calling)."""
+        found = []
+        for other in reversed(self.runs.values()):
+            if other is run:
+                break
+            found.append(other.activity)
+        return found
+
+    def prior_runs(self, run: _Run, later: list[RunActivity]) -> int:
+        own = 1 if run.activity.calls else 0
+        return self.baseline.runs + self.open_with_calls - own - sum(1 for a in later if a.calls)
+
+    def seen_before(self, run: _Run, later: list[RunActivity], what: str, key: Any) -> bool:
+        """Whether a run that started before `run` has `key` in its `what` (routes, hosts, hours)."""
+        count: int = getattr(self.seen, what)[key] - getattr(run.activity, what)[key]
+        later_count: int = sum(getattr(a, what)[key] for a in later)
+        return count - later_count > 0
+
+    def most_calls_before(self, run: _Run) -> int:
+        prior = (other.activity.calls for other in self.runs.values() if other.order < run.order)
+        return max(self.baseline.max_calls, *prior, 0)
 
 
 class Detector:
@@ -166,7 +208,7 @@ class Detector:
                 state, run = tracked
                 if is_downscoping(event):
                     self._downscopes(state, parse_time(event["timestamp"]))
-                run.activity.add(event)
+                state.add(run, event)
 
     def baseline(self, agent: str) -> Baseline:
         """Everything learned for `agent` so far, open runs included (does not change the detector)."""
@@ -184,6 +226,7 @@ class Detector:
             scopes=Counter(learned.scopes),
             hours=Counter(learned.hours),
             calls_per_run=list(learned.calls_per_run),
+            max_calls=learned.max_calls,
         )
         for run in state.runs.values():
             total.learn(run.activity)
@@ -220,15 +263,12 @@ class Detector:
         if state is None:
             state = self._agents[agent] = _Agent(Baseline(agent))
         if event["event_type"] == "run.ended":
-            ended = state.runs.pop(run_id, None)
-            if ended is not None:
-                state.baseline.learn(ended.activity)
+            state.fold(run_id)
             return None
         run = state.runs.get(run_id)
         if run is None:
             if len(state.runs) >= MAX_OPEN_RUNS:
-                oldest = next(iter(state.runs))
-                state.baseline.learn(state.runs.pop(oldest).activity)
+                state.fold(next(iter(state.runs)))
             state.started += 1
             run = state.runs[run_id] = _Run(RunActivity(run_id, event["timestamp"]), state.started)
         return state, run
@@ -284,7 +324,7 @@ class Detector:
             )
         if is_call:
             found.extend(self._compare(state, run, event, when))
-        run.activity.add(event)
+        state.add(run, event)
         return found
 
     def _downscopes(self, state: _Agent, when: datetime) -> deque[datetime]:
@@ -297,69 +337,41 @@ class Detector:
 
     def _compare(self, state: _Agent, run: _Run, event: dict[str, Any], when: datetime) -> list[Anomaly]:
         settings = self.settings
-        prior = [
-            other.activity
-            for other in state.runs.values()
-            if other.order < run.order and other.activity.calls
-        ]
-        learned = state.baseline.runs + len(prior)
+        later = state.later(run)
+        learned = state.prior_runs(run, later)
         if learned < settings.learning_runs:
             return []
         found: list[Anomaly] = []
-        figures = {"baseline_runs": learned}
+        figures: dict[str, Any] = {"baseline_runs": learned}
         host = (event.get("request") or {}).get("host")
         key = route_key(event)
-        if host and not (state.baseline.hosts[host] or any(a.hosts[host] for a in prior)):
-            found.append(
-                Anomaly(
-                    "new_host",
-                    host,
-                    f"new_host: {host} was not called in {learned} prior runs",
-                    event,
-                    figures,
-                )
-            )
-        elif key and not (state.baseline.routes[key] or any(a.routes[key] for a in prior)):
-            found.append(
-                Anomaly(
-                    "new_route",
-                    key,
-                    f"new_route: {key} was not called in {learned} prior runs",
-                    event,
-                    figures,
-                )
-            )
-        most = max([*state.baseline.calls_per_run, *(a.calls for a in prior)])
-        limit = max(settings.volume_min_calls, math.ceil(most * settings.volume_factor))
+        if host and not state.seen_before(run, later, "hosts", host):
+            reason = f"new_host: {host} was not called in {learned} prior runs"
+            found.append(Anomaly("new_host", host, reason, event, figures))
+        elif key and not state.seen_before(run, later, "routes", key):
+            reason = f"new_route: {key} was not called in {learned} prior runs"
+            found.append(Anomaly("new_route", key, reason, event, figures))
         calls = run.activity.calls + 1
-        if calls > limit:
-            found.append(
-                Anomaly(
-                    "volume_spike",
-                    "calls",
+        if calls > settings.volume_min_calls:  # the limit is never below it: skip the work until then
+            most = state.most_calls_before(run)
+            limit = max(settings.volume_min_calls, math.ceil(most * settings.volume_factor))
+            if calls > limit:
+                reason = (
                     f"volume_spike: {calls} calls in this run; at most {most} in {learned} prior runs "
-                    f"(limit {limit})",
-                    event,
-                    {**figures, "calls": calls, "prior_max": most, "limit": limit},
+                    f"(limit {limit})"
                 )
-            )
-        hours: Counter[int] = Counter(state.baseline.hours)
-        for activity in prior:
-            hours.update(activity.hours)
+                numbers = {**figures, "calls": calls, "prior_max": most, "limit": limit}
+                found.append(Anomaly("volume_spike", "calls", reason, event, numbers))
         tolerance = settings.hours_tolerance
-        near = {(hour + delta) % 24 for hour in hours for delta in range(-tolerance, tolerance + 1)}
-        if when.hour not in near:
-            usual = ",".join(f"{hour:02d}" for hour in sorted(hours))
-            found.append(
-                Anomaly(
-                    "off_hours",
-                    "learned_hours",
-                    f"off_hours: call at {when:%H:%M} UTC; the agent was active at hours {usual} UTC "
-                    f"in {learned} prior runs",
-                    event,
-                    {**figures, "hour_utc": when.hour, "usual_hours_utc": sorted(hours)},
-                )
+        near = {(when.hour + delta) % 24 for delta in range(-tolerance, tolerance + 1)}
+        if not any(state.seen_before(run, later, "hours", hour) for hour in near):
+            usual = [hour for hour in range(24) if state.seen_before(run, later, "hours", hour)]
+            reason = (
+                f"off_hours: call at {when:%H:%M} UTC; the agent was active at hours "
+                f"{','.join(f'{hour:02d}' for hour in usual)} UTC in {learned} prior runs"
             )
+            numbers = {**figures, "hour_utc": when.hour, "usual_hours_utc": usual}
+            found.append(Anomaly("off_hours", "learned_hours", reason, event, numbers))
         return found
 
 
