@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.harness import GITHUB_SECRET, client_env, github_policy
+from tests.integration.harness import GITHUB_SECRET, client_env, github_config, github_policy
+from tests.integration.test_report_browser import CHROMIUM, markers, screenshot
+from tether.analysis.report import LANES
 from tether.catalog import load_catalog
 from tether.policy.engine import PolicyEngine, RequestFacts
 from tether.policy.loader import load_policy_files
@@ -56,8 +58,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory, sandbox: Any) -> dict[str, Any]:
     """One sidecar, one agent: 5 steady runs, then one run per anomaly; stopped (the monitor drains)."""
-    from tests.integration.harness import github_config
-
     directory = tmp_path_factory.mktemp("investigate")
     config = {**github_config(sandbox, directory / "github-token"), "anomalies": SETTINGS}
     tether = SidecarProcess(directory / "tether", config, github_policy()).start()
@@ -252,3 +252,19 @@ def test_off_hours_against_configured_business_hours(make_tether: Callable[..., 
         "run_night": [("off_hours", "business_hours")],
         "run_night_2": [("off_hours", "business_hours")],
     }
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_incident_report_of_a_recorded_run_in_a_browser(recorded: dict[str, Any], tmp_path: Path) -> None:
+    page = tmp_path / "run_burst.html"
+    assert cli(recorded["tether"], "report", "run_burst", "-o", str(page)).returncode == 0
+    image = screenshot(page, tmp_path / "shot.png", tmp_path / "profile")
+    colours = {name: colour for name, _, colour in LANES}
+    calls = markers(image, colours["call"], min_height=15)
+    anomaly = markers(image, colours["anomaly"], min_height=15)
+    tokens = markers(image, colours["token"], min_height=15)
+    assert calls and anomaly and tokens
+    # lanes top to bottom: tokens, calls, anomalies; the token was minted before the first call
+    assert min(top for top, _ in tokens.values()) < min(top for top, _ in calls.values())
+    assert min(top for top, _ in calls.values()) < min(top for top, _ in anomaly.values())
+    assert min(tokens) <= min(calls)
