@@ -40,7 +40,8 @@ def events(runs: int, calls: int) -> list[dict[str, Any]]:
         for call in range(calls):
             route = ROUTES[call % len(ROUTES)]
             method, _, _ = route.partition(" ")
-            request = {"method": method, "host": "api.github.com", "path": "/repos/a/b/pulls/1", "route": route}
+            path = "/repos/a/b/pulls/1"
+            request = {"method": method, "host": "api.github.com", "path": path, "route": route}
             out.append(new_event("api.request", token_id=f"tok_{run}", request=request, **base))
     for seq, event in enumerate(out):
         event["seq"] = seq
@@ -64,7 +65,8 @@ def main() -> None:
     for event in stream:
         detector.observe(event)
     observed = time.perf_counter() - start
-    print(f"detector.observe  {len(stream):>8} events  {rate(len(stream), observed)}  ({args.runs} open runs)")
+    opened = f"({args.runs} open runs)"
+    print(f"detector.observe  {len(stream):>8} events  {rate(len(stream), observed)}  {opened}")
 
     start = time.perf_counter()
     Detector(settings).learn(stream)
@@ -78,7 +80,8 @@ def main() -> None:
         start = time.perf_counter()
         summaries = run_summaries(ledger)
         summarised = time.perf_counter() - start
-        print(f"run_summaries     {len(stream):>8} events  {summarised * 1000:>10.0f} ms  ({len(summaries)} runs)")
+        took = f"{summarised * 1000:>10.0f} ms"
+        print(f"run_summaries     {len(stream):>8} events  {took}  ({len(summaries)} runs)")
         start = time.perf_counter()
         html = render_report(ledger, "run_00000")
         reported = time.perf_counter() - start
