@@ -115,7 +115,17 @@ def check_control_api(tether: SidecarProcess) -> dict[str, Any]:
     report = tether.api("GET", "/v1/runs/run_new_route/report")
     bad = tether.api("GET", "/v1/timeline?type=nope")
     missing = tether.api("GET", "/v1/runs/run_nope/report")
-    return {"runs": runs, "timeline": timeline, "report": report, "bad": bad, "missing": missing}
+    newest = tether.api("GET", "/v1/runs?limit=2").json()
+    bad_limit = tether.api("GET", "/v1/runs?limit=0")
+    return {
+        "runs": runs,
+        "timeline": timeline,
+        "report": report,
+        "bad": bad,
+        "missing": missing,
+        "newest": newest,
+        "bad_limit": bad_limit,
+    }
 
 
 def test_a_steady_agent_has_no_anomalies_and_each_departure_exactly_its_own(recorded: dict[str, Any]) -> None:
@@ -160,6 +170,9 @@ def test_control_api_runs_timeline_and_report(recorded: dict[str, Any]) -> None:
     assert "github GET /repos/{owner}/{repo}/issues" in api["report"].text
     assert api["bad"].status_code == 400 and "unknown event type" in api["bad"].json()["reason"]
     assert api["missing"].status_code == 404
+    assert [run["run_id"] for run in api["newest"]["runs"]] == ["run_own_token", "run_steady_after"]
+    assert api["newest"]["truncated"] is True
+    assert api["bad_limit"].status_code == 400 and "limit must be" in api["bad_limit"].json()["reason"]
 
 
 def cli(tether: SidecarProcess, *args: str) -> subprocess.CompletedProcess[str]:
