@@ -21,6 +21,7 @@ from tether.gateway import Agent, AgentsError
 from tether.ledger.store import LedgerError
 from tether.policy.loader import PolicyError
 from tether.policy.reload import ReloadResult
+from tether.proxy.anomalies import AnomalyMonitor
 from tether.proxy.holder import Holder
 from tether.proxy.runtime import Runtime
 
@@ -51,6 +52,7 @@ class Lifecycle:
         self.holder = holder
         self.tasks: list[asyncio.Task[None]] = []
         self.api: Any = None
+        self.monitor: AnomalyMonitor | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -85,6 +87,9 @@ class Lifecycle:
 
         rt = self.holder.runtime
         export_ca_cert(rt.config)
+        if rt.config.anomalies.enabled:
+            self.monitor = AnomalyMonitor(rt)
+            self.monitor.start()
         await self._record_start(rt)
         self.api = await start_api(rt)
         self._spawn(self._watch_policies(rt))
@@ -100,6 +105,8 @@ class Lifecycle:
             await self.api.cleanup()
         if self.holder.ready:
             await end_all_runs(self.holder.runtime)
+            if self.monitor is not None:
+                await self.monitor.stop()
             self.holder.runtime.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class Recorder:
         self.agent = Agent(config.effective_agent_id, config.agent_name)
         self.mode = config.mode
         self.ops = ops
+        # Called with each event once it is durable (e.g. the anomaly monitor); must only queue.
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
 
     def event(
         self, event_type: str, run: RunContext | None, *, agent: Agent | None = None, **fields: Any
@@ -70,6 +72,8 @@ class Recorder:
             self.ops.last_ledger_failure = time.monotonic()
             raise
         self.ops.ledger_append_seconds.observe(time.monotonic() - start)
+        for observer in self.observers:
+            observer(stored)
         return stored
 
     async def record(self, event_type: str, run: RunContext | None, **fields: Any) -> dict[str, Any]:
