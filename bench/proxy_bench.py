@@ -353,7 +353,12 @@ def _mitmdump(directory: Path, upstream_port: int, upstream_ca: Path) -> Iterato
 
 @contextlib.contextmanager
 def _tether(
-    directory: Path, upstream_port: int, upstream_ca: Path, secret_file: Path, variant: str = "tether"
+    directory: Path,
+    upstream_port: int,
+    upstream_ca: Path,
+    secret_file: Path,
+    variant: str = "tether",
+    sidecar_class: type[SidecarProcess] = SidecarProcess,
 ) -> Iterator[tuple[Target, SidecarProcess]]:
     """`tether run` as `variant` (see FEATURES); yields its target and its process."""
     config: dict[str, Any] = {
@@ -371,7 +376,7 @@ def _tether(
     if variant != "tether":
         volatile = Path(tempfile.mkdtemp(prefix="tether-bench-", dir=VOLATILE_DIR))
         config["ledger_path"] = str(volatile / "ledger.db")
-    sidecar = SidecarProcess(directory, config, policy, agent_name="bench-agent")
+    sidecar = sidecar_class(directory, config, policy, agent_name="bench-agent")
     sidecar.start()
     credential = "absent" if variant == "tether-policy" else "injected"
     try:

@@ -103,7 +103,7 @@ def summary(result: SoakResult) -> str:
     warm, final = result.warm_rss_kib / 1024, result.final_rss_kib / 1024
     return (
         f"RSS after warm-up {warm:.1f} MiB, after {result.requests:,} requests {final:.1f} MiB "
-        f"({result.growth:+.1%}); verified {result.verified_events:,} events at {result.verify_rate:,.0f}/s"
+        f"({result.growth:+.1%})"
     )
 
 
@@ -123,7 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.requests, args.concurrency, args.window)
     print(table(result))
-    print(summary(result))
+    print(f"{summary(result)}; verified {result.verified_events:,} events at {result.verify_rate:,.0f}/s")
 
 
 if __name__ == "__main__":
