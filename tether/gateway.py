@@ -175,9 +175,27 @@ class Authenticator:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._agents = load_agents(path)
+        self._digest = _digest(path)
         self._key = secrets.token_bytes(32)
         self._verified: dict[bytes, Agent] = {}
         self._lock = threading.Lock()
+
+    def reload(self) -> list[str] | None:
+        """Re-read the agents file if its contents changed: None when unchanged, [] when the new file is
+        in force (remembered credentials are forgotten, so a removed agent or a changed secret takes
+        effect at once), else its errors (the previous agents stay in force)."""
+        digest = _digest(self.path)
+        if digest == self._digest:
+            return None
+        self._digest = digest
+        try:
+            agents = load_agents(self.path)
+        except AgentsError as exc:
+            return exc.lines
+        with self._lock:
+            self._agents = agents
+            self._verified = {}
+        return []
 
     @property
     def agents(self) -> list[Agent]:
@@ -218,3 +236,10 @@ class Authenticator:
 
     def _mac(self, header: str) -> bytes:
         return hmac.digest(self._key, header.strip().encode(errors="surrogateescape"), "sha256")
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"

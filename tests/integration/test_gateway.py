@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -172,3 +173,28 @@ def test_agents_hash_cli_reads_the_secret_from_stdin():
         text=True,
     )
     assert short.returncode == 2
+
+
+def test_an_agent_removed_from_the_agents_file_is_refused_without_a_restart(gateway, tmp_path):
+    with agent_session(gateway, "agt_writer", SECRETS["agt_writer"]) as writer:
+        assert writer.get(f"{API}/repos/acme/api/issues").status_code == 200
+        agents_file = tmp_path / "agents.yaml"
+        agents = yaml.safe_load(agents_file.read_text())
+        del agents["agents"]["agt_writer"]
+        agents_file.write_text(yaml.safe_dump(agents))
+        deadline = time.monotonic() + 20
+        while True:  # the open tunnel too, once the file is re-read
+            try:
+                status = writer.get(f"{API}/repos/acme/api/issues").status_code
+            except requests.exceptions.ProxyError:
+                status = 407
+            if status == 407:
+                break
+            assert time.monotonic() < deadline, "the removed agent was never refused"
+            time.sleep(0.2)
+    again = agent_session(gateway, "agt_writer", SECRETS["agt_writer"])
+    with again, pytest.raises(requests.exceptions.ProxyError, match="407"):
+        again.get(f"{API}/zen")
+    with agent_session(gateway, "agt_reviewer", SECRETS["agt_reviewer"]) as reviewer:
+        assert reviewer.get(f"{API}/repos/acme/api/issues").status_code == 200
+    assert "agents file reloaded" in gateway.log()

@@ -57,3 +57,24 @@ def test_authenticator_problems_and_cache(tmp_path) -> None:
     assert ok.agent is not None and (ok.agent.agent_id, ok.agent.agent_name) == ("agt_a", "bot-a")
     assert auth.cached(basic("agt_a", secret)) == ok.agent
     assert auth.cached(basic("agt_a", "nope")) is None
+
+
+def test_reload_swaps_valid_files_keeps_agents_on_invalid_ones_and_forgets_credentials(tmp_path) -> None:
+    path = tmp_path / "agents.yaml"
+    secret = "agent-secret-0123456789"
+    encoded = hash_secret(secret, log_n=10)
+    path.write_text(
+        f"agents:\n  agt_a: {{secret_hash: '{encoded}'}}\n  agt_b: {{secret_hash: '{encoded}'}}\n"
+    )
+    auth = Authenticator(path)
+    assert auth.reload() is None  # unchanged
+    assert auth.check(basic("agt_a", secret)).agent is not None
+    path.write_text("agents: [broken\n")
+    errors = auth.reload()
+    assert errors and errors[0].startswith(f"{path}:")
+    assert auth.cached(basic("agt_a", secret)) is not None  # the previous agents stay in force
+    path.write_text(f"agents:\n  agt_b: {{secret_hash: '{encoded}'}}\n")
+    assert auth.reload() == []
+    assert auth.cached(basic("agt_a", secret)) is None
+    assert auth.check(basic("agt_a", secret)).problem == "unknown_agent"
+    assert auth.check(basic("agt_b", secret)).agent is not None

@@ -50,6 +50,11 @@ class GatewayAuth:
         if rt.gateway is None:
             return
         agent = self.tunnels.get(flow.client_conn.id)
+        if agent is not None and rt.gateway.get(agent.agent_id) is None:
+            # Removed from the agents file since its CONNECT: the tunnel no longer speaks for anyone.
+            flow.request.headers.pop("Proxy-Authorization", None)
+            self._refuse(flow, rt, "unknown_agent", agent.agent_id)
+            return
         if agent is not None:
             flow.request.headers.pop("Proxy-Authorization", None)  # inside a tunnel: never forwarded
             flow.metadata[fd.AGENT] = agent

@@ -93,6 +93,8 @@ class Lifecycle:
         await self._record_start(rt)
         self.api = await start_api(rt)
         self._spawn(self._watch_policies(rt))
+        if rt.gateway is not None:
+            self._spawn(self._watch_agents(rt))
         self._spawn(self._sweep_tokens(rt))
 
     async def done(self) -> None:
@@ -139,6 +141,17 @@ class Lifecycle:
                 await _record_quietly(rt, "policy.rejected", run, detail={"errors": list(result.errors[:50])})
 
         await rt.policies.watch(rt.config.policy_reload_seconds, on_result)
+
+    async def _watch_agents(self, rt: Runtime) -> None:
+        """Gateway mode: the agents file is re-read when its contents change (same poll as policies)."""
+        assert rt.gateway is not None
+        while True:
+            await asyncio.sleep(rt.config.policy_reload_seconds)
+            errors = await asyncio.to_thread(rt.gateway.reload)
+            if errors == []:
+                log.info("agents file reloaded: %d agents", len(rt.gateway.agents))
+            elif errors:
+                log.error("agents file change rejected, keeping the previous agents:\n%s", "\n".join(errors))
 
     async def _sweep_tokens(self, rt: Runtime) -> None:
         while True:
