@@ -140,6 +140,7 @@ def test_a_steady_agent_has_no_anomalies_and_each_departure_exactly_its_own(reco
         e for e in recorded["events"] if e["event_type"] == "anomaly.detected" and e["run_id"] == "run_burst"
     )
     assert spike["detail"] | {"evidence_event_id": None, "evidence_seq": None} == {
+        "tether_mode": "sidecar",
         "anomaly": "volume_spike",
         "subject": "calls",
         "evidence_event_id": None,

@@ -86,6 +86,8 @@ class AnomalyMonitor:
         for anomaly in anomalies:
             log.warning("anomaly in run %s: %s", event.get("run_id"), anomaly.reason)
             try:
-                await self.rt.recorder.write(new_event("anomaly.detected", **anomaly_fields(anomaly)))
+                fields = anomaly_fields(anomaly)
+                fields["detail"] = {"tether_mode": self.rt.recorder.mode, **(fields.get("detail") or {})}
+                await self.rt.recorder.write(new_event("anomaly.detected", **fields))
             except LedgerError as exc:
                 log.error("could not record anomaly.detected (%s): %s", anomaly.reason, exc)
