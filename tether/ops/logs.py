@@ -13,14 +13,21 @@ import sys
 import time
 from typing import Any
 
-_SECRETISH = re.compile(
-    r"(?i)\b(bearer|basic|token|proxy-authorization|authorization|password|secret)(\s*[:=]\s*|\s+)([^\s,;\"']+)"
+_VALUE = r"[^\s,;&\"']+"
+_SECRETISH = (
+    # `Authorization: Bearer x`, `Proxy-Authorization: Basic x` (the whole value), then bare schemes
+    re.compile(rf"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)(?:(?:bearer|basic|token)\s+)?{_VALUE}"),
+    re.compile(rf"(?i)\b((?:bearer|basic)\s+){_VALUE}"),
+    # query parameters and key=value pairs
+    re.compile(rf"(?i)\b((?:access_token|token|password|secret|api_key|apikey)\s*[:=]\s*){_VALUE}"),
 )
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def redact(text: str) -> str:
-    return _SECRETISH.sub(lambda m: f"{m[1]}{m[2]}[redacted]", text)
+    for pattern in _SECRETISH:
+        text = pattern.sub(r"\1[redacted]", text)
+    return text
 
 
 class JsonFormatter(logging.Formatter):
