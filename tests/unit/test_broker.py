@@ -4,7 +4,8 @@ import hashlib
 
 import pytest
 
-from tether.broker.base import MintError, TokenKey, build_broker, hashed_token
+from tether.broker.base import MintError, TokenKey, hashed_token
+from tether.broker.registry import build_broker
 from tether.config import CredentialConfig
 
 
@@ -65,7 +66,7 @@ def test_expired_token_is_replaced_and_reported(broker):
         return first, second
 
     first, second = asyncio.run(go())
-    assert second.fresh and second.expired == [first.token]
+    assert second.fresh and [r.token for r in second.expired] == [first.token]
 
 
 def test_end_run_retires_only_that_run(broker):
@@ -77,7 +78,7 @@ def test_end_run_retires_only_that_run(broker):
         return ended, again
 
     ended, again = asyncio.run(go())
-    assert [t.key.run_id for t in ended] == ["run_1"]
+    assert [r.token.key.run_id for r in ended] == ["run_1"]
     assert not again.fresh
 
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.config import ConfigError, load_config
+from tether.config import ConfigError, CredentialConfig, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -25,7 +25,8 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
         write(tmp_path, "state_dir: st\ncredentials:\n  gh:\n    secret_file: token\n"), environ={}
     )
     assert config.state_dir == tmp_path / "st"
-    assert config.credentials["gh"].secret_file == tmp_path / "token"
+    credential = config.credentials["gh"]
+    assert isinstance(credential, CredentialConfig) and credential.secret_file == tmp_path / "token"
 
 
 def test_env_overrides_the_file(tmp_path):

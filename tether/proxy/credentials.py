@@ -8,8 +8,8 @@ import logging
 
 from mitmproxy import http
 
-from tether.broker.base import Issuance, IssuedToken, MintError, TokenKey
-from tether.config import CredentialConfig
+from tether.broker.base import Issuance, IssuedToken, MintError, TokenKey, TokenOrigin
+from tether.config import AnyCredential
 from tether.policy.engine import Decision
 from tether.proxy import flowdata as fd
 from tether.proxy.holder import Holder
@@ -40,16 +40,26 @@ class Credentials:
         credential = rt.config.credentials.get(grant.credential)
         flow.metadata[fd.AGENT_AUTH] = strip_agent_credential(flow.request.headers, credential)
         run = flow.metadata[fd.RUN]
+        owner, repo = decision.params.get("owner"), decision.params.get("repo")
         key = TokenKey(
-            rt.config.effective_agent_id, run.run_id, grant.provider, grant.credential, grant.granted
+            rt.config.effective_agent_id,
+            run.run_id,
+            grant.provider,
+            grant.credential,
+            grant.granted,
+            target=rt.broker.target(grant.credential, owner),
+            repositories=grant.repositories,
         )
         provider = rt.catalog.providers[grant.provider]
+        origin = TokenOrigin(grant.requested, grant.downscoped, grant.policy_id, fd.source_ip(flow))
         try:
             issuance = await rt.broker.issue(
                 key,
                 ttl_seconds=grant.ttl_seconds,
                 native=provider.native(grant.granted),
-                record=lambda issued: self._record_issuance(flow, rt, issued, decision),
+                record=lambda issued: self._record_issuance(flow, rt, issued),
+                origin=origin,
+                repository=f"{owner}/{repo.removesuffix('.git')}" if owner and repo else None,
             )
         except MintError as exc:
             fd.refuse(
@@ -62,8 +72,11 @@ class Credentials:
                 rule="broker",
                 provider=grant.provider,
                 policy_id=grant.policy_id,
-                scope_requested=list(grant.requested) if grant.requested is not None else None,
+                scope_requested=list(grant.requested if grant.requested is not None else grant.granted),
                 scope_granted=list(grant.granted),
+                scope_downscoped=grant.downscoped,
+                ttl_seconds=grant.ttl_seconds,
+                detail={"credential": grant.credential, "provider_status": exc.status},
             )
             return
         if issuance is None:
@@ -72,33 +85,18 @@ class Credentials:
         flow.metadata[fd.TOKEN] = issuance.token
 
     @staticmethod
-    async def _record_issuance(
-        flow: http.HTTPFlow, rt: Runtime, issuance: Issuance, decision: Decision
-    ) -> bool:
+    async def _record_issuance(flow: http.HTTPFlow, rt: Runtime, issuance: Issuance) -> bool:
         """token.expired for what it replaces, then token.minted: durable before the token is used."""
-        assert decision.grant is not None
-        grant = decision.grant
         run = flow.metadata[fd.RUN]
-        for token in issuance.expired:
-            if not await fd.durable(
-                flow, rt, rt.recorder.event("token.expired", run, **rt.recorder.token_fields(token))
-            ):
+        for retired in issuance.expired:
+            event = rt.recorder.event("token.expired", run, **rt.recorder.retired_fields(retired))
+            if not await fd.durable(flow, rt, event):
                 return False
-        token = issuance.token
-        event = rt.recorder.event(
-            "token.minted",
-            run,
-            **rt.recorder.token_fields(token),
-            scope_requested=list(grant.requested) if grant.requested is not None else list(grant.granted),
-            scope_downscoped=grant.downscoped,
-            policy_id=grant.policy_id,
-            source_ip=fd.source_ip(flow),
-            detail={"credential": token.secret.source, "minted": token.secret.minted},
-        )
+        event = rt.recorder.event("token.minted", run, **rt.recorder.token_fields(issuance.token))
         return await fd.durable(flow, rt, event)
 
 
-def strip_agent_credential(headers: http.Headers, credential: CredentialConfig | None) -> str | None:
+def strip_agent_credential(headers: http.Headers, credential: AnyCredential | None) -> str | None:
     """Remove the agent's own credential; say whether it was tether's placeholder or a real one."""
     names = ["Authorization"]
     if credential is not None and credential.inject == "header" and credential.header:
@@ -124,7 +122,7 @@ def _is_placeholder(value: str) -> bool:
     return rest.strip() == PLACEHOLDER
 
 
-def inject(req: http.Request, token: IssuedToken, credential: CredentialConfig | None) -> None:
+def inject(req: http.Request, token: IssuedToken, credential: AnyCredential | None) -> None:
     path = req.path.split("?", 1)[0]
     if credential is None or credential.inject == "basic" or path.endswith(GIT_SMART_HTTP):
         user = credential.username if credential else "x-access-token"

@@ -1,5 +1,6 @@
-"""The sandbox world: a CA plus local HTTPS stand-ins for api.github.com (REST) and github.com (git),
-reachable by tether through upstream address overrides. Used by `tether demo` and the tests."""
+"""The sandbox world: a CA plus local HTTPS stand-ins for api.github.com (REST and GitHub App token
+endpoints) and github.com (git), reachable by tether through upstream address overrides. Used by
+`tether demo` and the tests."""
 
 from __future__ import annotations
 
@@ -7,28 +8,43 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tether.sandbox.auth import SandboxToken
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tether.sandbox.auth import SandboxToken, TokenRegistry
 from tether.sandbox.git import GitSandbox, init_bare_repo
 from tether.sandbox.github import GitHubSandbox
-from tether.sandbox.pki import SandboxCA
+from tether.sandbox.github_app import GitHubAppEndpoints, SandboxApp, SandboxInstallation
+from tether.sandbox.pki import SandboxCA, private_pem, write_private
 from tether.sandbox.server import SandboxServer
 
 TOKEN_NAME = "tether-static"
 REPOSITORY = "acme/api"
+APP_ID = 12345
+APP_CLIENT_ID = "Iv23liSandbox0App"
+INSTALLATION_ID = 678
 
 
 class SandboxProviders:
-    """Starts both servers on ephemeral ports; they accept `secret` with `permissions` (GitHub names)."""
+    """Starts both servers on ephemeral ports; they accept `secret` with `permissions` (GitHub names),
+    and tokens minted by the GitHub App `APP_ID` (key in `app_key_path`), installed on `acme` with
+    `permissions` as installation `INSTALLATION_ID`."""
 
     def __init__(self, directory: Path, secret: str, permissions: Mapping[str, str]) -> None:
         self.directory = directory
         self.ca = SandboxCA(directory / "pki")
-        token = SandboxToken(TOKEN_NAME, secret, permissions)
-        self.github = GitHubSandbox([token])
+        # One registry: tokens minted through the App endpoints work for REST and git alike.
+        self.tokens = TokenRegistry([SandboxToken(TOKEN_NAME, secret, permissions)])
+        self.github = GitHubSandbox(self.tokens)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.app_key_path = directory / "github-app.pem"
+        write_private(self.app_key_path, private_pem(key))
+        installation = SandboxInstallation(INSTALLATION_ID, "acme", dict(permissions))
+        self.app = SandboxApp(APP_ID, APP_CLIENT_ID, key.public_key(), [installation])
+        GitHubAppEndpoints(self.github, [self.app])
         init_bare_repo(
             directory / "git", REPOSITORY, {"README.md": "# acme/api\n", "app.py": "print('hi')\n"}
         )
-        self.git = GitSandbox(directory / "git", [token])
+        self.git = GitSandbox(directory / "git", self.tokens)
         self.github_server = SandboxServer(self.github.app, self.ca.ssl_context())
         self.git_server = SandboxServer(self.git.app, self.ca.ssl_context())
         self.github_server.start()

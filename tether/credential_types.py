@@ -1,0 +1,115 @@
+"""Config models of the credentials tether mints tokens from (`credentials:` entries with a `type:`).
+
+Each model names files, never inline secrets. Files holding private keys, client secrets or refresh
+tokens must not be readable by group or others: tether refuses to start otherwise (`problems`).
+The static type lives in tether.config; the minters that use these models live in tether.broker.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class InjectSettings(BaseModel):
+    """How the token reaches the provider (shared by every credential type)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inject: Literal["bearer", "header", "basic"] = Field(
+        "bearer",
+        description="bearer: `Authorization: Bearer`; header: a custom header; "
+        "basic: `Authorization: Basic` with `username`. Git smart HTTP always gets Basic x-access-token.",
+    )
+    header: str | None = Field(None, description="Header name for inject=header, e.g. X-API-Key.")
+    prefix: str = Field("", description="Prefix before the secret for inject=header.")
+    username: str = Field("x-access-token", description="Basic auth user for inject=basic and git.")
+
+    @model_validator(mode="after")
+    def _header_named(self) -> InjectSettings:
+        if self.inject == "header" and not self.header:
+            raise ValueError("inject: header needs `header:` (the header name)")
+        return self
+
+
+def https_url(value: str, what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"{what} must be an https:// URL without query, got {value!r}")
+    return value.rstrip("/")
+
+
+def private_file_problems(where: str, path: Path | None) -> list[str]:
+    """A secret file must exist and be readable by its owner only (like ssh insists for keys)."""
+    if path is None:
+        return []
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return [f"{where}: no such file: {path}"]
+    if not stat.S_ISREG(mode):
+        return [f"{where}: not a regular file: {path}"]
+    if mode & 0o077:
+        return [
+            f"{where}: {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"it holds a secret: run `chmod 600 {path}`"
+        ]
+    return []
+
+
+class MintedCredential(InjectSettings):
+    """Settings every minting credential shares."""
+
+    mint_deadline_seconds: float = Field(
+        10.0, gt=0, le=120, description="Total time for one mint, retries on provider 5xx/timeouts included."
+    )
+    request_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Timeout of one provider request.")
+
+    def secret_files(self) -> dict[str, Path | None]:
+        """Files that hold secrets, by config key (checked for existence and private mode)."""
+        return {}
+
+    def problems(self, name: str) -> list[str]:
+        return [
+            problem
+            for key, path in self.secret_files().items()
+            for problem in private_file_problems(f"credentials.{name}.{key}", path)
+        ]
+
+
+_GITHUB_APP_ID = re.compile(r"^(?:[0-9]{1,12}|Iv[0-9A-Za-z.]{2,40})$")
+
+
+class GitHubAppCredential(MintedCredential):
+    """A GitHub App: installation access tokens down-scoped to the granted permissions."""
+
+    type: Literal["github_app"]
+    app_id: str = Field(description="The App's id (e.g. 12345) or client id (Iv23li...): the JWT's `iss`.")
+    private_key_file: Path = Field(description="The App's private key (PEM), mode 0600.")
+    api_base: str = Field(
+        "https://api.github.com", description="REST API base; GitHub Enterprise Server: https://HOST/api/v3."
+    )
+    installation_id: int | None = Field(
+        None, gt=0, description="Fixed installation; default: resolved from the request's owner and cached."
+    )
+
+    @field_validator("app_id", mode="before")
+    @classmethod
+    def _app_id(cls, value: object) -> str:
+        text = str(value)
+        if not _GITHUB_APP_ID.match(text):
+            raise ValueError("app_id must be the App's numeric id or its client id (Iv...)")
+        return text
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        return https_url(value, "api_base")
+
+    def secret_files(self) -> dict[str, Path | None]:
+        return {"private_key_file": self.private_key_file}
