@@ -1,0 +1,192 @@
+"""Minted GitHub App tokens end to end: PyGithub and `git push` through tether holding only the placeholder
+`tether`; the sandbox GitHub verifies the App JWT, mints down-scoped installation tokens, checks them on
+every REST and git call and sees them revoked at run end."""
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.integration.harness import client_env, github_policy
+from tests.integration.test_git import REMOTE, agent_git_env, git
+from tether.catalog import load_catalog
+from tether.sandbox.providers import APP_ID, INSTALLATION_ID
+
+pytestmark = pytest.mark.timeout(180)
+
+API = "https://api.github.com"
+SOURCE = f"github_app:{APP_ID}/installation:{INSTALLATION_ID}"
+
+AGENT = """
+from github import Auth, Github
+
+gh = Github(auth=Auth.Token("tether"), retry=None)
+repo = gh.get_repo("acme/api")
+pulls = list(repo.get_pulls())
+pr = repo.get_pull(pulls[0].number)
+comment = pr.create_review_comment("Handle the empty file before parsing.", repo.get_commit(pr.head.sha),
+                                   "app.py", line=1)
+print(len(pulls), pr.number, comment.id)
+"""
+
+
+def app_credentials(sandbox, **extra):
+    return {
+        "credentials": {
+            "github-bot": {
+                "type": "github_app",
+                "app_id": APP_ID,
+                "private_key_file": str(sandbox.app_key_path),
+                **extra,
+            }
+        }
+    }
+
+
+def app_policy(scopes):
+    policy = github_policy()
+    policy["providers"]["github"]["scopes"] = scopes
+    policy["providers"]["github"]["repositories"] = ["acme/api"]
+    return policy
+
+
+def run_events(tether, run_id):
+    return [e for e in tether.events() if e["run_id"] == run_id]
+
+
+def assert_no_known_token(sandbox, text):
+    # redact() replaces every token the sandbox ever issued: unchanged text holds none of them.
+    assert sandbox.tokens.redact(text) == text, "a provider token leaked"
+
+
+def test_pygithub_and_git_push_use_one_minted_token_revoked_at_run_end(make_tether, sandbox, tmp_path):
+    tether = make_tether(
+        app_policy(["repo:write", "pull_requests:write", "issues:read"]), **app_credentials(sandbox)
+    )
+    ask = {"github": ["repo:write", "pull_requests:write", "administration:write"]}
+    opened = tether.api("POST", "/v1/runs", {"task_context": "review-pr-7", "scopes": ask})
+    assert opened.status_code == 201, opened.text
+    run_id = opened.json()["run_id"]
+    minted_before = len(sandbox.app.minted)
+
+    agent = subprocess.run(
+        [sys.executable, "-c", AGENT], env=client_env(tether), capture_output=True, text=True, timeout=120
+    )
+    assert agent.returncode == 0, sandbox.tokens.redact(agent.stderr)
+    count, number, comment_id = agent.stdout.split()
+    assert (count, number) == ("1", "7")
+    review = sandbox.github.repositories["acme/api"].issues[7].review_comments
+    assert [c.id for c in review] == [int(comment_id)] and review[0].author.startswith("installation-")
+
+    env = agent_git_env(tether, tmp_path)
+    assert git(["clone", REMOTE, "work"], tmp_path, env).returncode == 0
+    work = tmp_path / "work"
+    (work / "REVIEW.md").write_text("reviewed\n")
+    assert git(["add", "REVIEW.md"], work, env).returncode == 0
+    assert git(["commit", "-m", "review notes"], work, env).returncode == 0
+    pushed = git(["push", "origin", "HEAD:main"], work, env)
+    assert pushed.returncode == 0, sandbox.tokens.redact(pushed.stderr)
+
+    ended = tether.api("POST", f"/v1/runs/{run_id}/end")
+    assert ended.status_code == 200, ended.text
+
+    # One mint for the run and provider, down-scoped to what the policy grants of the ask.
+    assert len(sandbox.app.minted) == minted_before + 1
+    record = sandbox.app.minted[-1]
+    granted = ["pull_requests:write", "repo:write"]
+    assert dict(record.permissions) == load_catalog().providers["github"].native(granted)
+    assert record.repositories == ("acme/api",)
+    events = run_events(tether, run_id)
+    minted = [e for e in events if e["event_type"] == "token.minted"]
+    assert len(minted) == 1
+    token = minted[0]
+    assert token["provider"] == "github" and token["token_id"].startswith("tok_")
+    assert token["scope_requested"] == sorted(ask["github"])
+    assert token["scope_granted"] == granted and token["scope_downscoped"] is True
+    assert token["policy_id"] == "pol_test" and token["ttl_seconds"] == 900
+    assert token["source_ip"] == "127.0.0.1" and token["token_sha256"]
+    assert token["detail"] == {"credential": SOURCE, "minted": True}
+
+    # Every call of the run names that token.
+    calls = [e for e in events if e["event_type"].startswith("api.")]
+    hosts = {e["request"]["host"] for e in calls}
+    assert hosts == {"api.github.com", "github.com"}
+    assert {e["token_id"] for e in calls} == {token["token_id"]}
+    routes = {e["request"]["route"] for e in calls}
+    assert "POST /repos/{owner}/{repo}/pulls/{pull_number}/comments" in routes
+    assert "POST /{owner}/{repo}/git-receive-pack" in routes
+
+    # Revoked at run end, at GitHub too.
+    revoked = [e for e in events if e["event_type"] == "token.revoked"]
+    assert [e["token_id"] for e in revoked] == [token["token_id"]]
+    assert revoked[0]["detail"]["revocation"] == "provider" and revoked[0]["detail"]["reason"] == "run_ended"
+    for field in (
+        "scope_requested",
+        "scope_granted",
+        "scope_downscoped",
+        "policy_id",
+        "source_ip",
+        "ttl_seconds",
+    ):
+        assert revoked[0][field] == token[field]
+    assert record.name in sandbox.app.revoked
+    deletes = [r for r in sandbox.github.requests if r.method == "DELETE" and r.path == "/installation/token"]
+    assert deletes and deletes[-1].headers["Authorization"] == f"Bearer <token:{record.name}>"
+
+    for text in (agent.stdout, agent.stderr, pushed.stderr, tether.log(), str(tether.events())):
+        assert_no_known_token(sandbox, text)
+
+
+def test_concurrent_first_calls_of_a_run_mint_once(make_tether, sandbox):
+    tether = make_tether(app_policy(["repo:read", "issues:read"]), **app_credentials(sandbox))
+    before = len(sandbox.app.minted)
+    statuses: list[int] = []
+
+    def call():
+        with tether.session(**{"X-Tether-Run": "run_concurrent", "Authorization": "Bearer tether"}) as s:
+            statuses.append(s.get(f"{API}/repos/acme/api/issues", timeout=60).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 8
+    assert len(sandbox.app.minted) == before + 1
+    minted = [e for e in run_events(tether, "run_concurrent") if e["event_type"] == "token.minted"]
+    assert len(minted) == 1
+
+
+def test_permission_outside_the_installation_is_githubs_422_as_a_502(make_tether, sandbox):
+    tether = make_tether(app_policy(["actions:read"]), **app_credentials(sandbox))
+    with tether.session() as s:
+        response = s.get(f"{API}/repos/acme/api/actions/runs", timeout=60)
+    assert response.status_code == 502
+    body = response.json()
+    assert body["error"] == "tether_mint_failed"
+    assert "422 The permissions requested are not granted to this installation." in body["reason"]
+    failed = {e["event_id"]: e for e in tether.events()}[body["event_id"]]
+    assert failed["event_type"] == "token.mint_failed"
+    assert failed["detail"]["provider_status"] == 422
+    assert failed["scope_granted"] == ["actions:read"] and failed["policy_id"] == "pol_test"
+    assert not [e for e in tether.events() if e["event_type"] == "api.request"]
+
+
+def test_provider_5xx_is_retried_then_fails_with_502(make_tether, sandbox):
+    tether = make_tether(app_policy(["issues:read"]), **app_credentials(sandbox, mint_deadline_seconds=2))
+    try:
+        sandbox.app.fail_next[:] = [503, 500]
+        with tether.session(**{"X-Tether-Run": "run_flaky"}) as s:
+            assert s.get(f"{API}/repos/acme/api/issues", timeout=60).status_code == 200
+        sandbox.app.fail_next[:] = [503] * 1000
+        with tether.session(**{"X-Tether-Run": "run_down"}) as s:
+            response = s.get(f"{API}/repos/acme/api/issues", timeout=60)
+        assert response.status_code == 502
+        assert "503 Service Unavailable (gave up after" in response.json()["reason"]
+    finally:
+        sandbox.app.fail_next.clear()
+    events = tether.events()
+    assert len([e for e in events if e["event_type"] == "token.minted" and e["run_id"] == "run_flaky"]) == 1
+    failed = [e for e in events if e["event_type"] == "token.mint_failed" and e["run_id"] == "run_down"]
+    assert len(failed) == 1 and failed[0]["detail"]["provider_status"] == 503
