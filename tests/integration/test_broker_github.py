@@ -190,3 +190,30 @@ def test_provider_5xx_is_retried_then_fails_with_502(make_tether, sandbox):
     assert len([e for e in events if e["event_type"] == "token.minted" and e["run_id"] == "run_flaky"]) == 1
     failed = [e for e in events if e["event_type"] == "token.mint_failed" and e["run_id"] == "run_down"]
     assert len(failed) == 1 and failed[0]["detail"]["provider_status"] == 503
+
+
+def test_a_401_retires_the_token_and_the_next_call_mints_once_more(make_tether, sandbox):
+    tether = make_tether(app_policy(["issues:read"]), **app_credentials(sandbox))
+
+    def issues():
+        with tether.session(**{"X-Tether-Run": "run_401"}) as s:
+            return s.get(f"{API}/repos/acme/api/issues", timeout=60).status_code
+
+    def revoke_out_of_band():
+        token = sandbox.tokens.named(sandbox.app.minted[-1].name)
+        assert token is not None
+        sandbox.tokens.revoke(token)
+
+    assert issues() == 200
+    revoke_out_of_band()
+    assert issues() == 401  # the agent sees GitHub's answer; tether retires the token
+    assert issues() == 200  # re-minted
+    revoke_out_of_band()
+    assert issues() == 401
+    assert issues() == 401  # re-minted once already: no loop of mints, the calls fail
+    events = run_events(tether, "run_401")
+    minted = [e for e in events if e["event_type"] == "token.minted"]
+    revoked = [e for e in events if e["event_type"] == "token.revoked"]
+    assert len(minted) == 2
+    assert [e["token_id"] for e in revoked] == [minted[0]["token_id"]]
+    assert revoked[0]["detail"]["reason"] == "provider_rejected"

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from tether.broker.base import MintError, TokenKey, hashed_token
+from tether.broker.base import Broker, MintError, TokenKey, hashed_token
 from tether.broker.registry import build_broker
 from tether.config import CredentialConfig
 
@@ -106,3 +106,55 @@ def test_unrecorded_token_is_never_cached_or_returned(broker):
     failed, again = asyncio.run(go())
     assert failed is None
     assert again is not None and again.fresh
+
+
+class FlakyMinter:
+    """Fails with a given error; counts its calls."""
+
+    deadline_seconds = 0.0
+
+    def __init__(self, error):
+        self.error = error
+        self.calls = 0
+
+    def target(self, owner):
+        return None
+
+    async def mint(self, request):
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        raise self.error
+
+    async def revoke(self, secret):
+        pass
+
+
+def test_concurrent_callers_share_one_failed_mint():
+    minter = FlakyMinter(MintError("down", status=503))
+    broker = Broker({"gh": minter})
+
+    async def go():
+        return await asyncio.gather(
+            *(broker.issue(key(), ttl_seconds=60, native={}, record=recorded) for _ in range(5)),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, MintError) and r.status == 503 for r in results)
+    assert minter.calls == 1
+
+
+def test_non_retryable_errors_are_not_retried():
+    minter = FlakyMinter(MintError("forbidden", status=422))
+    minter.deadline_seconds = 5.0
+    with pytest.raises(MintError, match="forbidden"):
+        asyncio.run(Broker({"gh": minter}).issue(key(), ttl_seconds=60, native={}, record=recorded))
+    assert minter.calls == 1
+
+
+def test_static_tokens_are_never_rejected(broker):
+    async def go():
+        issued = await broker.issue(key(), ttl_seconds=60, native={}, record=recorded)
+        return await broker.reject(issued.token)
+
+    assert asyncio.run(go()) is None

@@ -236,3 +236,24 @@ def test_unusable_private_key_refuses_to_start(tmp_path):
     config = GitHubAppCredential.model_validate({"type": "github_app", "app_id": 1, "private_key_file": key})
     with pytest.raises(ConfigError, match="not an unencrypted PEM private key"):
         build_broker({"gh": config})
+
+
+def test_sweep_revokes_tokens_past_the_policy_ttl(tmp_path, app_key):
+    async def recorded(_):
+        return True
+
+    async def go():
+        async with world(tmp_path, app_key) as w:
+            broker = Broker({"gh-app": w.minter()})
+            key = TokenKey("agt_a", "run_1", "github", "gh-app", ("pull_requests:read",), target="acme")
+            issued = await broker.issue(
+                key, ttl_seconds=60, native={"pull_requests": "read"}, record=recorded
+            )
+            assert issued is not None
+            assert await broker.sweep(now=time.time() + 30) == []
+            [retired] = await broker.sweep(now=time.time() + 61)
+            assert retired.token is issued.token and retired.revoke_error is None
+            assert w.app.revoked == [w.app.minted[-1].name]
+            assert await w.get("/repos/acme/api/pulls", issued.token.value) == 401
+
+    asyncio.run(go())

@@ -188,6 +188,7 @@ class Broker:
         self._locks: dict[TokenKey, asyncio.Lock] = {}
         # The last failed mint per key: callers that waited on it get its error instead of retrying.
         self._failures: dict[TokenKey, tuple[float, MintError]] = {}
+        self._rejected: set[TokenKey] = set()  # keys whose token the provider refused (re-minted once)
 
     def has_credential(self, name: str) -> bool:
         return name in self._minters
@@ -294,12 +295,17 @@ class Broker:
             delay = min(delay * 2, self.RETRY_MAX_DELAY)
 
     async def reject(self, token: IssuedToken) -> Retired | None:
-        """The provider refused `token` (401): retire it so the next issue mints a fresh one.
-        None when it is no longer the current token for its key (another call already replaced it)."""
-        async with self._locks.setdefault(token.key, asyncio.Lock()):
-            if self._tokens.get(token.key) is not token:
+        """The provider refused a minted `token` (401): retire it so the next call mints a fresh one,
+        once per key — a fresh token refused again is kept (the calls fail) rather than minting in a
+        loop. None when nothing was retired (static secret, already replaced, or the re-mint was used)."""
+        key = token.key
+        if not token.secret.minted or key in self._rejected:
+            return None
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if self._tokens.get(key) is not token:
                 return None
-            self._tokens.pop(token.key, None)
+            self._tokens.pop(key, None)
+            self._rejected.add(key)
         return await self._revoke(token)
 
     async def end_run(self, run_id: str) -> list[Retired]:
@@ -308,6 +314,7 @@ class Broker:
         for token in ended:
             self._forget(token.key)
         self._failures = {k: v for k, v in self._failures.items() if k.run_id != run_id}
+        self._rejected = {k for k in self._rejected if k.run_id != run_id}
         return [await self._revoke(token) for token in ended]
 
     async def sweep(self, now: float | None = None) -> list[Retired]:

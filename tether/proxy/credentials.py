@@ -10,6 +10,7 @@ from mitmproxy import http
 
 from tether.broker.base import Issuance, IssuedToken, MintError, TokenKey, TokenOrigin
 from tether.config import AnyCredential
+from tether.ledger.store import LedgerError
 from tether.policy.engine import Decision
 from tether.proxy import flowdata as fd
 from tether.proxy.holder import Holder
@@ -83,6 +84,22 @@ class Credentials:
             return  # its issuance could not be recorded: durable() answered 503
         inject(flow.request, issuance.token, credential)
         flow.metadata[fd.TOKEN] = issuance.token
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        """A 401 to a minted token: the provider no longer takes it (revoked or rotated out of band).
+        Retire it so the next call mints a fresh one; the broker does this once per key."""
+        token: IssuedToken | None = flow.metadata.get(fd.TOKEN)
+        if token is None or flow.response is None or flow.response.status_code != 401:
+            return
+        rt = self.holder.runtime
+        retired = await rt.broker.reject(token)
+        if retired is None:
+            return
+        fields = rt.recorder.retired_fields(retired, reason="provider_rejected")
+        try:
+            await rt.recorder.record("token.revoked", flow.metadata[fd.RUN], **fields)
+        except LedgerError as exc:
+            log.error("could not record token.revoked for %s: %s", token.token_id, exc)
 
     @staticmethod
     async def _record_issuance(flow: http.HTTPFlow, rt: Runtime, issuance: Issuance) -> bool:

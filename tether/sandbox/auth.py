@@ -132,6 +132,10 @@ class TokenRegistry:
             return None
         return token
 
+    def named(self, name: str) -> SandboxToken | None:
+        """A live token by its name (tests revoke minted tokens out of band with it)."""
+        return next((t for t in self._by_secret.values() if t.name == name), None)
+
     def revoke(self, token: SandboxToken) -> None:
         if self._by_secret.pop(token.secret, None) is not None:
             self._retired[token.secret] = token
