@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from tether.credential_types import GitHubAppCredential, InjectSettings, MintedCredential
+from tether.credential_types import GitHubAppCredential, InjectSettings, MintedCredential, SlackCredential
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
@@ -71,7 +71,9 @@ def _credential_type(value: Any) -> str:
 
 # A `credentials:` entry: its `type:` (default static) picks the model.
 AnyCredential = Annotated[
-    Annotated[CredentialConfig, Tag("static")] | Annotated[GitHubAppCredential, Tag("github_app")],
+    Annotated[CredentialConfig, Tag("static")]
+    | Annotated[GitHubAppCredential, Tag("github_app")]
+    | Annotated[SlackCredential, Tag("slack")],
     Discriminator(_credential_type),
 ]
 

@@ -113,3 +113,23 @@ class GitHubAppCredential(MintedCredential):
 
     def secret_files(self) -> dict[str, Path | None]:
         return {"private_key_file": self.private_key_file}
+
+
+class SlackCredential(MintedCredential):
+    """A Slack app with token rotation: each run gets an access token from the refresh-token chain."""
+
+    type: Literal["slack"]
+    client_id: str = Field(description="The Slack app's client id.")
+    client_secret_file: Path = Field(description="The app's client secret, mode 0600.")
+    refresh_token_file: Path = Field(
+        description="The current refresh token (xoxe-1-...), mode 0600; tether replaces it at each rotation."
+    )
+    api_base: str = Field("https://slack.com/api", description="Web API base URL.")
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        return https_url(value, "api_base")
+
+    def secret_files(self) -> dict[str, Path | None]:
+        return {"client_secret_file": self.client_secret_file, "refresh_token_file": self.refresh_token_file}

@@ -1,10 +1,11 @@
 import asyncio
 import base64
 import hashlib
+import stat
 
 import pytest
 
-from tether.broker.base import Broker, MintError, TokenKey, hashed_token
+from tether.broker.base import Broker, MintError, TokenKey, hashed_token, read_secret_file, write_secret_file
 from tether.broker.registry import build_broker
 from tether.config import CredentialConfig
 
@@ -126,7 +127,7 @@ class FlakyMinter:
         raise self.error
 
     async def revoke(self, secret):
-        pass
+        return False
 
 
 def test_concurrent_callers_share_one_failed_mint():
@@ -158,3 +159,17 @@ def test_static_tokens_are_never_rejected(broker):
         return await broker.reject(issued.token)
 
     assert asyncio.run(go()) is None
+
+
+def test_write_secret_file_replaces_atomically_with_owner_only_mode(tmp_path):
+    path = tmp_path / "refresh"
+    path.write_text("old\n")
+    path.chmod(0o644)
+    write_secret_file(path, "new-value")
+    assert path.read_text() == "new-value\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["refresh"]  # no temporary file left behind
+    assert read_secret_file(path, "credential x", "refresh_token_file") == "new-value"
+    path.write_text("two\nlines\n")
+    with pytest.raises(MintError, match="credential x: refresh_token_file holds a line break"):
+        read_secret_file(path, "credential x", "refresh_token_file")

@@ -69,8 +69,9 @@ class Minter(Protocol):
 
     async def mint(self, request: MintRequest) -> MintedSecret: ...
 
-    async def revoke(self, secret: MintedSecret) -> None:
-        """Invalidate the secret at the provider; raises MintError when the provider refuses."""
+    async def revoke(self, secret: MintedSecret) -> bool:
+        """Invalidate the secret at the provider: True when it did, False when the provider has
+        nothing to revoke for it; raises MintError when the provider refuses or cannot be reached."""
         ...
 
 
@@ -94,26 +95,55 @@ class StaticMinter:
     async def mint(self, request: MintRequest) -> MintedSecret:
         return MintedSecret(value=self.read(), expires_at=None, source=f"static:{self.name}", minted=False)
 
-    async def revoke(self, secret: MintedSecret) -> None:
+    async def revoke(self, secret: MintedSecret) -> bool:
         """A static secret outlives the run; revocation only retires its token_id."""
+        return False
 
     def read(self) -> str:
         if self.config.secret_file is not None:
-            try:
-                value = Path(self.config.secret_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise MintError(f"credential {self.name}: cannot read secret file: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise MintError(f"credential {self.name}: secret file is not UTF-8 text") from None
-            where = "secret file"
-        else:
-            value = os.environ.get(self.config.secret_env or "", "").strip()
-            where = f"environment variable {self.config.secret_env}"
-        if not value:
-            raise MintError(f"credential {self.name}: {where} is empty")
-        if any(ch in value for ch in "\r\n\0"):
-            raise MintError(f"credential {self.name}: {where} holds a line break or NUL")
-        return value
+            return read_secret_file(self.config.secret_file, f"credential {self.name}", "secret file")
+        where = f"credential {self.name}: environment variable {self.config.secret_env}"
+        return _checked_secret(os.environ.get(self.config.secret_env or "", "").strip(), where)
+
+
+def _checked_secret(value: str, where: str) -> str:
+    if not value:
+        raise MintError(f"{where} is empty")
+    if any(ch in value for ch in "\r\n\0"):
+        raise MintError(f"{where} holds a line break or NUL")
+    return value
+
+
+def read_secret_file(path: Path, where: str, what: str) -> str:
+    """A one-line secret from a file (trailing newline ignored); errors never hold the value."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise MintError(f"{where}: cannot read {what}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise MintError(f"{where}: {what} is not UTF-8 text") from None
+    return _checked_secret(value, f"{where}: {what}")
+
+
+def write_secret_file(path: Path, value: str) -> None:
+    """Replace a secret file atomically and durably (mode 0600): a crash leaves the old or the new
+    value complete, never a torn one, and the new one is on disk before this returns."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(value + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself is durable
+    finally:
+        os.close(directory)
 
 
 @dataclass(frozen=True)
@@ -155,9 +185,11 @@ class IssuedToken:
 
 @dataclass(frozen=True)
 class Retired:
-    """A token taken out of use; `revoke_error` says why the provider did not confirm its revocation."""
+    """A token taken out of use: revoked at the provider, or not (nothing to revoke there, or
+    `revoke_error` says why the provider did not confirm it)."""
 
     token: IssuedToken
+    at_provider: bool = False
     revoke_error: str | None = None
 
 
@@ -330,11 +362,11 @@ class Broker:
 
     async def _revoke(self, token: IssuedToken) -> Retired:
         try:
-            await self._minters[token.key.credential].revoke(token.secret)
+            at_provider = await self._minters[token.key.credential].revoke(token.secret)
         except MintError as exc:
             log.warning("could not revoke %s at the provider: %s", token.token_id, exc)
-            return Retired(token, str(exc))
-        return Retired(token)
+            return Retired(token, revoke_error=str(exc))
+        return Retired(token, at_provider=at_provider)
 
     async def close(self) -> None:
         """Release the minters' connections (after the last run ended)."""

@@ -121,7 +121,7 @@ class GitHubAppMinter:
             minted=True,
         )
 
-    async def revoke(self, secret: MintedSecret) -> None:
+    async def revoke(self, secret: MintedSecret) -> bool:
         """`DELETE /installation/token` with the token itself; a 401 means it is already invalid."""
         response = await self.http.request(
             "DELETE",
@@ -131,6 +131,7 @@ class GitHubAppMinter:
         )
         if response.status not in (204, 401):
             raise response.fail("GitHub token revocation", secrets=[secret.value])
+        return True
 
     def _single_policy_owner(self, repositories: Sequence[str] | None) -> str | None:
         owners = {p.partition("/")[0].lower() for p in repositories or ()}

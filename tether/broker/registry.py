@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import assert_never
 
 from tether.broker.base import Broker, Minter, StaticMinter
 from tether.broker.github_app import GitHubAppMinter
 from tether.broker.jwt import JWTError
 from tether.broker.provider_http import ProviderHTTP
+from tether.broker.slack import SlackMinter
 from tether.config import AnyCredential, ConfigError, CredentialConfig, UpstreamOverride
+from tether.credential_types import GitHubAppCredential, SlackCredential
 
 
 def build_broker(
@@ -31,4 +34,8 @@ def build_broker(
 def _minter(name: str, config: AnyCredential, http: ProviderHTTP) -> Minter:
     if isinstance(config, CredentialConfig):
         return StaticMinter(name, config)
-    return GitHubAppMinter(name, config, http)
+    if isinstance(config, GitHubAppCredential):
+        return GitHubAppMinter(name, config, http)
+    if isinstance(config, SlackCredential):
+        return SlackMinter(name, config, http)
+    assert_never(config)

@@ -73,14 +73,14 @@ class Recorder:
 
     def retired_fields(self, retired: Retired, **detail: Any) -> dict[str, Any]:
         """token_fields of a retired token plus how its revocation went: `provider` (the provider
-        confirmed it), `failed` (with the provider's error) or `local` (a static secret outlives it)."""
-        if not retired.token.secret.minted:
-            return self.token_fields(retired.token, revocation="local", **detail)
+        revoked it), `failed` (with the provider's error) or `local` (nothing to revoke there: a static
+        secret outlives the run; Slack tokens expire on Slack's schedule)."""
         if retired.revoke_error is not None:
             return self.token_fields(
                 retired.token, revocation="failed", revoke_error=retired.revoke_error, **detail
             )
-        return self.token_fields(retired.token, revocation="provider", **detail)
+        revocation = "provider" if retired.at_provider else "local"
+        return self.token_fields(retired.token, revocation=revocation, **detail)
 
 
 class Resolver:

@@ -1,9 +1,10 @@
 """The sandbox world: a CA plus local HTTPS stand-ins for api.github.com (REST and GitHub App token
-endpoints) and github.com (git), reachable by tether through upstream address overrides. Used by
-`tether demo` and the tests."""
+endpoints), github.com (git) and slack.com (Web API with token rotation), reachable by tether through
+upstream address overrides. Used by `tether demo` and the tests."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,14 @@ from tether.sandbox.github import GitHubSandbox
 from tether.sandbox.github_app import GitHubAppEndpoints, SandboxApp, SandboxInstallation
 from tether.sandbox.pki import SandboxCA, private_pem, write_private
 from tether.sandbox.server import SandboxServer
+from tether.sandbox.slack import SlackSandbox
 
 TOKEN_NAME = "tether-static"
 REPOSITORY = "acme/api"
 APP_ID = 12345
 APP_CLIENT_ID = "Iv23liSandbox0App"
 INSTALLATION_ID = 678
+SLACK_CLIENT_ID = "1234567890.0987654321"
 
 
 class SandboxProviders:
@@ -47,8 +50,11 @@ class SandboxProviders:
         self.git = GitSandbox(directory / "git", self.tokens)
         self.github_server = SandboxServer(self.github.app, self.ca.ssl_context())
         self.git_server = SandboxServer(self.git.app, self.ca.ssl_context())
+        self.slack = SlackSandbox(SLACK_CLIENT_ID, secrets.token_hex(16), f"xoxe-1-{secrets.token_hex(24)}")
+        self.slack_server = SandboxServer(self.slack.app, self.ca.ssl_context())
         self.github_server.start()
         self.git_server.start()
+        self.slack_server.start()
 
     def overrides(self) -> dict[str, Any]:
         """The `upstream_overrides` section of tether.yaml that routes GitHub's hosts here."""
@@ -56,8 +62,10 @@ class SandboxProviders:
         return {
             "api.github.com": {"address": self.github_server.address, "ca_file": ca},
             "github.com": {"address": self.git_server.address, "ca_file": ca},
+            "slack.com": {"address": self.slack_server.address, "ca_file": ca},
         }
 
     def stop(self) -> None:
         self.github_server.stop()
         self.git_server.stop()
+        self.slack_server.stop()
