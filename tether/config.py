@@ -25,7 +25,13 @@ from pydantic import (
     model_validator,
 )
 
-from tether.credential_types import GitHubAppCredential, InjectSettings, MintedCredential, SlackCredential
+from tether.credential_types import (
+    GitHubAppCredential,
+    GoogleServiceAccountCredential,
+    InjectSettings,
+    MintedCredential,
+    SlackCredential,
+)
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
@@ -73,7 +79,8 @@ def _credential_type(value: Any) -> str:
 AnyCredential = Annotated[
     Annotated[CredentialConfig, Tag("static")]
     | Annotated[GitHubAppCredential, Tag("github_app")]
-    | Annotated[SlackCredential, Tag("slack")],
+    | Annotated[SlackCredential, Tag("slack")]
+    | Annotated[GoogleServiceAccountCredential, Tag("google_service_account")],
     Discriminator(_credential_type),
 ]
 

@@ -133,3 +133,33 @@ class SlackCredential(MintedCredential):
 
     def secret_files(self) -> dict[str, Path | None]:
         return {"client_secret_file": self.client_secret_file, "refresh_token_file": self.refresh_token_file}
+
+
+class GoogleServiceAccountCredential(MintedCredential):
+    """A Google service account: access tokens carrying exactly the granted OAuth scopes."""
+
+    type: Literal["google_service_account"]
+    key_file: Path = Field(description="The service account's JSON key, mode 0600.")
+    subject: str | None = Field(None, description="Domain-wide delegation: the user to act as (JWT `sub`).")
+    impersonate: str | None = Field(
+        None,
+        description="Service account to mint for with IAM Credentials generateAccessToken (lifetime = the "
+        "policy ttl); key_file's account is then the source credential and needs roles/iam.serviceAccount"
+        "TokenCreator on it.",
+    )
+    token_uri: str | None = Field(None, description="Token endpoint; default: the key file's token_uri.")
+    iam_base: str = Field("https://iamcredentials.googleapis.com", description="IAM Credentials API base.")
+
+    @field_validator("token_uri", "iam_base")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        return None if value is None else https_url(value, "URL")
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> GoogleServiceAccountCredential:
+        if self.subject is not None and self.impersonate is not None:
+            raise ValueError("subject (domain-wide delegation) and impersonate cannot be combined")
+        return self
+
+    def secret_files(self) -> dict[str, Path | None]:
+        return {"key_file": self.key_file}

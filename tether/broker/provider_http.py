@@ -162,3 +162,19 @@ class ProviderHTTP:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def oauth_token(
+    response: ProviderResponse, what: str, secrets: Iterable[str] = ()
+) -> tuple[str, float | None]:
+    """The access token and its expiry from an RFC 6749 §5.1 token response; §5.2 errors (and any
+    other answer) become MintError with the provider's `error` and `error_description`."""
+    data = response.json()
+    if response.status != 200 or not isinstance(data, dict):
+        raise response.fail(what, secrets)
+    token, expires_in = data.get("access_token"), data.get("expires_in")
+    if not isinstance(token, str) or not token or any(ch in token for ch in "\r\n\0 "):
+        raise MintError(f"{what}: the answer holds no usable access_token", status=response.status)
+    if isinstance(expires_in, str) and expires_in.isdecimal():  # some providers send a string
+        expires_in = int(expires_in)
+    return token, time.time() + expires_in if isinstance(expires_in, int) and expires_in > 0 else None

@@ -7,11 +7,12 @@ from typing import assert_never
 
 from tether.broker.base import Broker, Minter, StaticMinter
 from tether.broker.github_app import GitHubAppMinter
+from tether.broker.google import GoogleServiceAccountMinter
 from tether.broker.jwt import JWTError
 from tether.broker.provider_http import ProviderHTTP
 from tether.broker.slack import SlackMinter
 from tether.config import AnyCredential, ConfigError, CredentialConfig, UpstreamOverride
-from tether.credential_types import GitHubAppCredential, SlackCredential
+from tether.credential_types import GitHubAppCredential, GoogleServiceAccountCredential, SlackCredential
 
 
 def build_broker(
@@ -38,4 +39,6 @@ def _minter(name: str, config: AnyCredential, http: ProviderHTTP) -> Minter:
         return GitHubAppMinter(name, config, http)
     if isinstance(config, SlackCredential):
         return SlackMinter(name, config, http)
+    if isinstance(config, GoogleServiceAccountCredential):
+        return GoogleServiceAccountMinter(name, config, http)
     assert_never(config)

@@ -1,9 +1,11 @@
 """The sandbox world: a CA plus local HTTPS stand-ins for api.github.com (REST and GitHub App token
-endpoints), github.com (git) and slack.com (Web API with token rotation), reachable by tether through
-upstream address overrides. Used by `tether demo` and the tests."""
+endpoints), github.com (git), slack.com (Web API with token rotation) and Google (token endpoint,
+IAM Credentials, Drive), reachable by tether through upstream address overrides. Used by
+`tether demo` and the tests."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +17,8 @@ from tether.sandbox.auth import SandboxToken, TokenRegistry
 from tether.sandbox.git import GitSandbox, init_bare_repo
 from tether.sandbox.github import GitHubSandbox
 from tether.sandbox.github_app import GitHubAppEndpoints, SandboxApp, SandboxInstallation
+from tether.sandbox.google import HOSTS as GOOGLE_HOSTS
+from tether.sandbox.google import TOKEN_URI, GoogleSandbox, ServiceAccount
 from tether.sandbox.pki import SandboxCA, private_pem, write_private
 from tether.sandbox.server import SandboxServer
 from tether.sandbox.slack import SlackSandbox
@@ -25,6 +29,8 @@ APP_ID = 12345
 APP_CLIENT_ID = "Iv23liSandbox0App"
 INSTALLATION_ID = 678
 SLACK_CLIENT_ID = "1234567890.0987654321"
+GOOGLE_ACCOUNT = "agent-sa@acme-proj.iam.gserviceaccount.com"
+GOOGLE_TARGET = "drive-reader@acme-proj.iam.gserviceaccount.com"
 
 
 class SandboxProviders:
@@ -52,9 +58,13 @@ class SandboxProviders:
         self.git_server = SandboxServer(self.git.app, self.ca.ssl_context())
         self.slack = SlackSandbox(SLACK_CLIENT_ID, secrets.token_hex(16), f"xoxe-1-{secrets.token_hex(24)}")
         self.slack_server = SandboxServer(self.slack.app, self.ca.ssl_context())
+        self.google_key_path = directory / "google-sa.json"
+        self.google = GoogleSandbox([self._google_account(self.google_key_path)])
+        self.google_server = SandboxServer(self.google.app, self.ca.ssl_context(GOOGLE_HOSTS))
         self.github_server.start()
         self.git_server.start()
         self.slack_server.start()
+        self.google_server.start()
 
     def overrides(self) -> dict[str, Any]:
         """The `upstream_overrides` section of tether.yaml that routes GitHub's hosts here."""
@@ -63,9 +73,30 @@ class SandboxProviders:
             "api.github.com": {"address": self.github_server.address, "ca_file": ca},
             "github.com": {"address": self.git_server.address, "ca_file": ca},
             "slack.com": {"address": self.slack_server.address, "ca_file": ca},
+            **{host: {"address": self.google_server.address, "ca_file": ca} for host in GOOGLE_HOSTS},
         }
 
     def stop(self) -> None:
         self.github_server.stop()
         self.git_server.stop()
         self.slack_server.stop()
+        self.google_server.stop()
+
+    @staticmethod
+    def _google_account(key_path: Path) -> ServiceAccount:
+        """A service account with a JSON key like the console's download (written 0600)."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_id = secrets.token_hex(20)
+        document = {
+            "type": "service_account",
+            "project_id": "acme-proj",
+            "private_key_id": key_id,
+            "private_key": private_pem(key).decode(),
+            "client_email": GOOGLE_ACCOUNT,
+            "client_id": "104000000000000000001",
+            "token_uri": TOKEN_URI,
+        }
+        write_private(key_path, json.dumps(document).encode())
+        return ServiceAccount(
+            GOOGLE_ACCOUNT, key_id, key.public_key(), may_impersonate=frozenset({GOOGLE_TARGET})
+        )
