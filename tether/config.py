@@ -30,6 +30,7 @@ from tether.credential_types import (
     GoogleServiceAccountCredential,
     InjectSettings,
     MintedCredential,
+    OAuth2Credential,
     SlackCredential,
 )
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
@@ -80,7 +81,8 @@ AnyCredential = Annotated[
     Annotated[CredentialConfig, Tag("static")]
     | Annotated[GitHubAppCredential, Tag("github_app")]
     | Annotated[SlackCredential, Tag("slack")]
-    | Annotated[GoogleServiceAccountCredential, Tag("google_service_account")],
+    | Annotated[GoogleServiceAccountCredential, Tag("google_service_account")]
+    | Annotated[OAuth2Credential, Tag("oauth2")],
     Discriminator(_credential_type),
 ]
 

@@ -163,3 +163,57 @@ class GoogleServiceAccountCredential(MintedCredential):
 
     def secret_files(self) -> dict[str, Path | None]:
         return {"key_file": self.key_file}
+
+
+class OAuth2Credential(MintedCredential):
+    """Any OAuth 2.0 authorization server: client credentials, a narrowed refresh, or token exchange."""
+
+    type: Literal["oauth2"]
+    token_url: str = Field(description="The token endpoint (https).")
+    grant: Literal["client_credentials", "refresh_token", "token_exchange"] = Field(
+        description="client_credentials (RFC 6749 §4.4), refresh_token with a narrowed scope (§6), or "
+        "token_exchange (RFC 8693)."
+    )
+    client_id: str = Field(description="The client id.")
+    client_secret_file: Path | None = Field(
+        None, description="Client secret (mode 0600); none: public client."
+    )
+    client_auth: Literal["basic", "post"] = Field(
+        "basic",
+        description="basic: client_secret_basic (HTTP Basic); post: client_secret_post (form fields).",
+    )
+    refresh_token_file: Path | None = Field(
+        None, description="grant refresh_token: the refresh token (0600); a rotated one is written back."
+    )
+    subject_token_file: Path | None = Field(
+        None, description="grant token_exchange: the subject token (0600)."
+    )
+    subject_token_type: str = Field(
+        "urn:ietf:params:oauth:token-type:access_token",
+        description="token_exchange: the subject token's type.",
+    )
+    audience: str | None = Field(None, description="Optional `audience` parameter (RFC 8693).")
+    resource: str | None = Field(None, description="Optional `resource` parameter (RFC 8707).")
+    revocation_url: str | None = Field(None, description="RFC 7009 endpoint: tokens are revoked at run end.")
+
+    @field_validator("token_url", "revocation_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        return None if value is None else https_url(value, "URL")
+
+    @model_validator(mode="after")
+    def _grant_inputs(self) -> OAuth2Credential:
+        if self.grant == "refresh_token" and self.refresh_token_file is None:
+            raise ValueError("grant refresh_token needs refresh_token_file")
+        if self.grant == "token_exchange" and self.subject_token_file is None:
+            raise ValueError("grant token_exchange needs subject_token_file")
+        if self.grant == "client_credentials" and self.client_secret_file is None:
+            raise ValueError("grant client_credentials needs client_secret_file")
+        return self
+
+    def secret_files(self) -> dict[str, Path | None]:
+        return {
+            "client_secret_file": self.client_secret_file,
+            "refresh_token_file": self.refresh_token_file,
+            "subject_token_file": self.subject_token_file,
+        }

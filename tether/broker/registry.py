@@ -9,10 +9,16 @@ from tether.broker.base import Broker, Minter, StaticMinter
 from tether.broker.github_app import GitHubAppMinter
 from tether.broker.google import GoogleServiceAccountMinter
 from tether.broker.jwt import JWTError
+from tether.broker.oauth2 import OAuth2Minter
 from tether.broker.provider_http import ProviderHTTP
 from tether.broker.slack import SlackMinter
 from tether.config import AnyCredential, ConfigError, CredentialConfig, UpstreamOverride
-from tether.credential_types import GitHubAppCredential, GoogleServiceAccountCredential, SlackCredential
+from tether.credential_types import (
+    GitHubAppCredential,
+    GoogleServiceAccountCredential,
+    OAuth2Credential,
+    SlackCredential,
+)
 
 
 def build_broker(
@@ -41,4 +47,6 @@ def _minter(name: str, config: AnyCredential, http: ProviderHTTP) -> Minter:
         return SlackMinter(name, config, http)
     if isinstance(config, GoogleServiceAccountCredential):
         return GoogleServiceAccountMinter(name, config, http)
+    if isinstance(config, OAuth2Credential):
+        return OAuth2Minter(name, config, http)
     assert_never(config)

@@ -22,7 +22,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tether.broker.jwt import JWTError, decode_rs256
-from tether.sandbox.auth import SandboxToken, TokenRegistry, parse_authorization
+from tether.sandbox.auth import Credential, SandboxToken, TokenRegistry, parse_authorization
 from tether.sandbox.recording import RecordedRequest, recording_middleware
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -75,9 +75,8 @@ class GoogleSandbox:
         )
         self.app.router.add_get("/drive/v3/files", self._drive_files)
 
-    def _issue(
-        self, account: str, via: str, scopes: Iterable[str], subject: str | None, lifetime: int
-    ) -> str:
+    def issue(self, account: str, via: str, scopes: Iterable[str], subject: str | None, lifetime: int) -> str:
+        """A new access token the Drive API accepts (the sandbox OAuth2 server issues through this too)."""
         name = f"google-{len(self.grants) + 1}"
         secret = f"ya29.sandbox-{secrets.token_urlsafe(32)}"
         self.tokens.add(SandboxToken(name, secret, {}, expires_at=time.time() + lifetime))
@@ -107,7 +106,7 @@ class GoogleSandbox:
                 "Client is unauthorized to retrieve access tokens using this method, or client not "
                 "authorized for any of the scopes requested.",
             )
-        secret = self._issue(
+        secret = self.issue(
             account.email,
             "jwt-bearer",
             scope.split(),
@@ -144,6 +143,11 @@ class GoogleSandbox:
             return account, claims
         return _oauth_error("invalid_grant", "Invalid JWT Signature.")
 
+    def revoke(self, secret: str) -> None:
+        token = self.tokens.lookup(Credential("Bearer", None, secret))
+        if token is not None:
+            self.tokens.revoke(token)
+
     def _bearer(self, request: web.Request) -> tuple[str, str, tuple[str, ...]] | None:
         token = self.tokens.lookup(parse_authorization(request.headers.get("Authorization")))
         return None if token is None else self._scopes.get(token.name)
@@ -173,7 +177,7 @@ class GoogleSandbox:
             return _api_error(400, "Invalid value at 'lifetime'.", "INVALID_ARGUMENT")
         if not 1 <= lifetime <= MAX_LIFETIME_SECONDS:
             return _api_error(400, "The lifetime must be between 1s and 3600s.", "INVALID_ARGUMENT")
-        secret = self._issue(target, "generateAccessToken", requested, None, lifetime)
+        secret = self.issue(target, "generateAccessToken", requested, None, lifetime)
         expire = datetime.datetime.fromtimestamp(time.time() + lifetime, datetime.UTC)
         return web.json_response({"accessToken": secret, "expireTime": expire.strftime("%Y-%m-%dT%H:%M:%SZ")})
 

@@ -19,6 +19,7 @@ from tether.sandbox.github import GitHubSandbox
 from tether.sandbox.github_app import GitHubAppEndpoints, SandboxApp, SandboxInstallation
 from tether.sandbox.google import HOSTS as GOOGLE_HOSTS
 from tether.sandbox.google import TOKEN_URI, GoogleSandbox, ServiceAccount
+from tether.sandbox.oauth2 import OAuth2Sandbox, OAuthClient
 from tether.sandbox.pki import SandboxCA, private_pem, write_private
 from tether.sandbox.server import SandboxServer
 from tether.sandbox.slack import SlackSandbox
@@ -31,6 +32,9 @@ INSTALLATION_ID = 678
 SLACK_CLIENT_ID = "1234567890.0987654321"
 GOOGLE_ACCOUNT = "agent-sa@acme-proj.iam.gserviceaccount.com"
 GOOGLE_TARGET = "drive-reader@acme-proj.iam.gserviceaccount.com"
+OAUTH_HOST = "login.example.com"
+OAUTH_CLIENT_ID = "tether-agent"
+DRIVE_SCOPES = ("https://www.googleapis.com/auth/drive", "https://www.googleapis.com/auth/drive.readonly")
 
 
 class SandboxProviders:
@@ -61,10 +65,21 @@ class SandboxProviders:
         self.google_key_path = directory / "google-sa.json"
         self.google = GoogleSandbox([self._google_account(self.google_key_path)])
         self.google_server = SandboxServer(self.google.app, self.ca.ssl_context(GOOGLE_HOSTS))
+        # A generic authorization server whose access tokens the sandbox Drive API accepts.
+        client = OAuthClient(OAUTH_CLIENT_ID, secrets.token_hex(16), frozenset(DRIVE_SCOPES))
+        self.oauth = OAuth2Sandbox(
+            [client],
+            issue=lambda client_id, grant, scopes, lifetime: self.google.issue(
+                f"oauth2:{client_id}", grant, scopes, None, lifetime
+            ),
+            revoke=self.google.revoke,
+        )
+        self.oauth_server = SandboxServer(self.oauth.app, self.ca.ssl_context([OAUTH_HOST]))
         self.github_server.start()
         self.git_server.start()
         self.slack_server.start()
         self.google_server.start()
+        self.oauth_server.start()
 
     def overrides(self) -> dict[str, Any]:
         """The `upstream_overrides` section of tether.yaml that routes GitHub's hosts here."""
@@ -74,6 +89,7 @@ class SandboxProviders:
             "github.com": {"address": self.git_server.address, "ca_file": ca},
             "slack.com": {"address": self.slack_server.address, "ca_file": ca},
             **{host: {"address": self.google_server.address, "ca_file": ca} for host in GOOGLE_HOSTS},
+            OAUTH_HOST: {"address": self.oauth_server.address, "ca_file": ca},
         }
 
     def stop(self) -> None:
@@ -81,6 +97,7 @@ class SandboxProviders:
         self.git_server.stop()
         self.slack_server.stop()
         self.google_server.stop()
+        self.oauth_server.stop()
 
     @staticmethod
     def _google_account(key_path: Path) -> ServiceAccount:
