@@ -76,6 +76,8 @@ def _credential_type(value: Any) -> str:
     return str(value.get("type", "static") if isinstance(value, dict) else getattr(value, "type", "static"))
 
 
+CREDENTIAL_TYPES = ("static", "github_app", "slack", "google_service_account", "oauth2")
+
 # A `credentials:` entry: its `type:` (default static) picks the model.
 AnyCredential = Annotated[
     Annotated[CredentialConfig, Tag("static")]
@@ -83,7 +85,11 @@ AnyCredential = Annotated[
     | Annotated[SlackCredential, Tag("slack")]
     | Annotated[GoogleServiceAccountCredential, Tag("google_service_account")]
     | Annotated[OAuth2Credential, Tag("oauth2")],
-    Discriminator(_credential_type),
+    Discriminator(
+        _credential_type,
+        custom_error_type="credential_type",
+        custom_error_message=f"type must be one of: {', '.join(CREDENTIAL_TYPES)}",
+    ),
 ]
 
 
@@ -255,7 +261,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     except ValidationError as exc:
         raise ConfigError(
             [
-                f"{label}:{line_for(lines, err['loc'])}: {_where(err['loc'])}{err['msg']}"
+                f"{label}:{line_for(lines, _loc(err['loc']))}: {_where(_loc(err['loc']))}{err['msg']}"
                 for err in exc.errors()
             ]
         ) from None
@@ -263,6 +269,13 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     if problems:
         raise ConfigError([f"{label}:{line_for(lines, _loc_of(p))}: {p}" for p in problems])
     return config
+
+
+def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Without the union tag pydantic puts after a credential's name (credentials.gh.github_app.x)."""
+    if len(loc) > 2 and loc[0] == "credentials" and loc[2] in CREDENTIAL_TYPES:
+        return loc[:2] + loc[3:]
+    return loc
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

@@ -99,3 +99,14 @@ def test_duplicate_key_is_an_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
     assert err.value.lines == [f"{path}:3: duplicate key 'fail_mode' in the top level"]
+
+
+def test_credential_type_errors_name_the_entry(tmp_path):
+    text = "credentials:\n  gh:\n    type: github_app\n    private_key_file: k.pem\n  x:\n    type: nope\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert caught.value.lines == [
+        f"{tmp_path / 'tether.yaml'}:2: credentials.gh.app_id: Field required",
+        f"{tmp_path / 'tether.yaml'}:5: credentials.x: type must be one of: static, github_app, slack, "
+        "google_service_account, oauth2",
+    ]
