@@ -257,3 +257,18 @@ def test_sweep_revokes_tokens_past_the_policy_ttl(tmp_path, app_key):
             assert await w.get("/repos/acme/api/pulls", issued.token.value) == 401
 
     asyncio.run(go())
+
+
+def test_a_vanished_installation_is_looked_up_again(tmp_path, app_key):
+    async def go():
+        async with world(tmp_path, app_key) as w:
+            minter = w.minter()
+            await minter.mint(request())
+            w.app.installations[:] = [SandboxInstallation(679, "acme", INSTALLATION)]  # reinstalled
+            with pytest.raises(MintError) as caught:
+                await minter.mint(request())
+            assert caught.value.status == 404
+            secret = await minter.mint(request())
+            assert secret.source == "github_app:12345/installation:679"
+
+    asyncio.run(go())

@@ -108,6 +108,8 @@ class GitHubAppMinter:
             json_body=body,
             timeout_seconds=self.config.request_timeout_seconds,
         )
+        if response.status == 404 and owner is not None:
+            self._installations.pop(owner, None)  # uninstalled or reinstalled: look it up again next time
         if response.status != 201:
             raise response.fail(f"GitHub App {self.config.app_id} installation {installation}")
         data = response.json()
