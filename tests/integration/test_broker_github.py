@@ -217,3 +217,28 @@ def test_a_401_retires_the_token_and_the_next_call_mints_once_more(make_tether, 
     assert len(minted) == 2
     assert [e["token_id"] for e in revoked] == [minted[0]["token_id"]]
     assert revoked[0]["detail"]["reason"] == "provider_rejected"
+
+
+@pytest.mark.parametrize(
+    ("key", "mode", "message"),
+    [
+        (b"not a key", 0o600, "is not an unencrypted PEM private key"),
+        (None, 0o644, "is accessible by group or others (mode 0644)"),
+    ],
+)
+def test_unusable_private_key_stops_tether_at_start(make_tether, sandbox, tmp_path, key, mode, message):
+    path = tmp_path / "app.pem"
+    path.write_bytes(key if key is not None else sandbox.app_key_path.read_bytes())
+    path.chmod(mode)
+    tether = make_tether(
+        start=False, credentials=app_credentials(sandbox, private_key_file=str(path))["credentials"]
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tether.cli", "run", "--config", str(tether.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert "BEGIN" not in done.stderr  # no key material in the message

@@ -358,6 +358,8 @@ class Broker:
             self._forget(token.key)
         stale = time.monotonic() - 60
         self._failures = {k: v for k, v in self._failures.items() if v[0] > stale}
+        # A key whose refused token expired may re-mint once again: at most one re-mint per ttl.
+        self._rejected = {k for k in self._rejected if k in self._tokens}
         return [await self._revoke(token) for token in expired]
 
     async def _revoke(self, token: IssuedToken) -> Retired:
