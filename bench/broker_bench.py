@@ -128,19 +128,20 @@ def proxy_figures(box: SandboxProviders, directory: Path, runs: int, calls: int)
         "providers": {"github": {"credential": "gh", "scopes": ["issues:read"], "ttl_seconds": 900}},
     }
     all_credentials = credentials(box, directory)
-    results: dict[str, tuple[list[float], list[float]]] = {}
-    for kind in ("static", "github_app"):
+    kinds = ("static", "github_app")
+    sidecars = {}
+    for kind in kinds:
         config = {"credentials": {"gh": all_credentials[kind]}, "upstream_overrides": box.overrides()}
-        tether = SidecarProcess(
-            directory / f"tether-{kind}", config, policy, agent_name="bench-agent"
-        ).start()
-        try:
-            first: list[float] = []
-            later: list[float] = []
-            for run in range(runs):
-                with tether.session(
-                    **{"X-Tether-Run": f"run_{kind}_{run}", "Authorization": "Bearer tether"}
-                ) as s:
+        sidecar = SidecarProcess(directory / f"tether-{kind}", config, policy, agent_name="bench-agent")
+        sidecars[kind] = sidecar.start()
+    results: dict[str, tuple[list[float], list[float]]] = {kind: ([], []) for kind in kinds}
+    try:
+        # Interleaved: run i of each credential back to back, so drift on a shared machine hits both.
+        for run in range(runs):
+            for kind, tether in sidecars.items():
+                first, later = results[kind]
+                headers = {"X-Tether-Run": f"run_{kind}_{run}", "Authorization": "Bearer tether"}
+                with tether.session(**headers) as s:
                     started = time.perf_counter()
                     status = s.get(URL, timeout=30).status_code
                     first.append(time.perf_counter() - started)
@@ -148,10 +149,10 @@ def proxy_figures(box: SandboxProviders, directory: Path, runs: int, calls: int)
                         started = time.perf_counter()
                         status = max(status, s.get(URL, timeout=30).status_code)
                         later.append(time.perf_counter() - started)
-                    if status != 200:
-                        sys.exit(f"benchmark call failed with {status}:\n{tether.log()[-2000:]}")
-            results[kind] = (first, later)
-        finally:
+                if status != 200:
+                    sys.exit(f"benchmark call failed with {status}:\n{tether.log()[-2000:]}")
+    finally:
+        for tether in sidecars.values():
             tether.stop()
     for kind, (first, later) in results.items():
         print(f"   {kind:12} first call of a run  {ms(first)}")
@@ -160,7 +161,7 @@ def proxy_figures(box: SandboxProviders, directory: Path, runs: int, calls: int)
     app_first, app_later = (statistics.median(v) for v in results["github_app"])
     print(
         f"\n   github_app vs static, p50: first call {app_first / static_first:.2f}x "
-        f"(+{(app_first - static_first) * 1000:.1f} ms), later calls {app_later / static_later:.2f}x "
+        f"({(app_first - static_first) * 1000:+.1f} ms), later calls {app_later / static_later:.2f}x "
         f"({(app_later - static_later) * 1000:+.2f} ms)"
     )
 
