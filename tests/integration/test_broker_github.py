@@ -192,31 +192,54 @@ def test_provider_5xx_is_retried_then_fails_with_502(make_tether, sandbox):
     assert len(failed) == 1 and failed[0]["detail"]["provider_status"] == 503
 
 
-def test_a_401_retires_the_token_and_the_next_call_mints_once_more(make_tether, sandbox):
+def test_a_401_to_a_cached_token_re_mints_once_and_sends_the_call_again(make_tether, sandbox):
     tether = make_tether(app_policy(["issues:read"]), **app_credentials(sandbox))
 
     def issues():
         with tether.session(**{"X-Tether-Run": "run_401"}) as s:
-            return s.get(f"{API}/repos/acme/api/issues", timeout=60).status_code
+            response = s.get(f"{API}/repos/acme/api/issues", timeout=60)
+        return response.status_code, response
 
     def revoke_out_of_band():
         token = sandbox.tokens.named(sandbox.app.minted[-1].name)
         assert token is not None
         sandbox.tokens.revoke(token)
 
-    assert issues() == 200
+    assert issues()[0] == 200
     revoke_out_of_band()
-    assert issues() == 401  # the agent sees GitHub's answer; tether retires the token
-    assert issues() == 200  # re-minted
+    status, response = issues()  # GitHub refuses the cached token: tether re-mints and sends again
+    assert status == 200 and all("number" in issue for issue in response.json())
     revoke_out_of_band()
-    assert issues() == 401
-    assert issues() == 401  # re-minted once already: no loop of mints, the calls fail
-    events = run_events(tether, "run_401")
+    assert issues()[0] == 401  # re-minted once already: the provider's 401, no loop of mints
+    assert issues()[0] == 401
+
+    events = [e for e in tether.events() if e["run_id"] == "run_401"]
     minted = [e for e in events if e["event_type"] == "token.minted"]
     revoked = [e for e in events if e["event_type"] == "token.revoked"]
     assert len(minted) == 2
     assert [e["token_id"] for e in revoked] == [minted[0]["token_id"]]
     assert revoked[0]["detail"]["reason"] == "provider_rejected"
+    # The refused attempt and the second one are both on record, each naming its token.
+    calls = [
+        (e["event_type"], e["token_id"], (e["response"] or {}).get("status"))
+        for e in events
+        if e["event_type"].startswith("api.")
+    ]
+    first, second = minted[0]["token_id"], minted[1]["token_id"]
+    assert calls[2:6] == [
+        ("api.request", first, None),
+        ("api.response", first, 401),
+        ("api.request", second, None),
+        ("api.response", second, 200),
+    ]
+    retry = [e for e in events if e["event_type"] == "api.request"][2]
+    assert (
+        retry["detail"]["retry_of"] == [e for e in events if e["event_type"] == "api.request"][1]["event_id"]
+    )
+    # The sandbox saw the second attempt with the new token, tagged like the first.
+    seen = [r for r in sandbox.github.requests if r.path == "/repos/acme/api/issues"][-4:]
+    assert [r.token_name for r in seen[:2]] == [None, sandbox.app.minted[-1].name]
+    assert seen[1].headers["X-Tether-Run"] == "run_401"
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,7 @@ def provider_message(data: Any, body: bytes) -> str:
     return body[:MAX_MESSAGE].decode("utf-8", "replace")
 
 
-class _OverrideResolver(AbstractResolver):
+class OverrideResolver(AbstractResolver):
     """Resolves overridden hosts to their override's address, others through DNS."""
 
     def __init__(self, overrides: Mapping[str, tuple[str, int]]) -> None:
@@ -117,7 +117,7 @@ class ProviderHTTP:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                ssl=self._ssl_context(), resolver=_OverrideResolver(self._overrides), limit=32
+                ssl=self._ssl_context(), resolver=OverrideResolver(self._overrides), limit=32
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, headers={"User-Agent": USER_AGENT}, trust_env=False
