@@ -265,3 +265,19 @@ def test_unusable_private_key_stops_tether_at_start(make_tether, sandbox, tmp_pa
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert "BEGIN" not in done.stderr  # no key material in the message
+
+
+def test_a_refused_post_is_sent_again_with_its_body(make_tether, sandbox):
+    tether = make_tether(app_policy(["issues:write"]), **app_credentials(sandbox))
+    headers = {"X-Tether-Run": "run_401_post", "Accept-Encoding": "gzip"}
+    with tether.session(**headers) as s:
+        assert s.get(f"{API}/repos/acme/api/issues/5", timeout=60).status_code == 200
+        token = sandbox.tokens.named(sandbox.app.minted[-1].name)
+        assert token is not None
+        sandbox.tokens.revoke(token)
+        comments = sandbox.github.repositories["acme/api"].issues[5].comments
+        before = len(comments)
+        created = s.post(f"{API}/repos/acme/api/issues/5/comments", json={"body": "résumé ✓"}, timeout=60)
+    assert created.status_code == 201, created.text
+    assert created.json()["body"] == "résumé ✓"
+    assert [c.body for c in comments[before:]] == ["résumé ✓"]  # acted on once, body intact
