@@ -7,8 +7,8 @@ Two ways, as Google documents them:
 - with `impersonate`: IAM Credentials `generateAccessToken` for the target account with the granted
   scopes and `lifetime` = the policy ttl (capped at Google's default 3600 s), authenticated with a
   cloud-platform token of the key's account (the source credential), which is cached until near expiry.
-Google scopes are coarse: the catalog's route rules still apply at the proxy. Google offers no
-revocation for service account access tokens; they are retired locally and expire.
+Google scopes are coarse: the catalog's route rules still apply at the proxy. tether does not call
+Google's revoke endpoint (documented for user OAuth grants): tokens are retired locally and expire.
 Docs: developers.google.com/identity/protocols/oauth2/service-account,
 cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/generateAccessToken.
 """
