@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from tether.analysis.settings import AnomalySettings
 from tether.credential_types import (
     GitHubAppCredential,
     GoogleServiceAccountCredential,
@@ -121,6 +122,9 @@ class TetherConfig(_Model):
     )
     upstream_overrides: Mapping[str, UpstreamOverride] = Field(default_factory=dict)
     upstream_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    anomalies: AnomalySettings = Field(
+        default_factory=AnomalySettings, description="Behavioural baselines and anomaly thresholds."
+    )
     max_body_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Larger request bodies get 413 (responses: 1 GiB backstop)."
     )
