@@ -69,6 +69,8 @@ def test_pygithub_and_git_push_use_one_minted_token_revoked_at_run_end(make_teth
     assert opened.status_code == 201, opened.text
     run_id = opened.json()["run_id"]
     minted_before = len(sandbox.app.minted)
+    review = sandbox.github.repositories["acme/api"].issues[7].review_comments
+    reviews_before = len(review)  # the sandbox is shared by the session's tests
 
     agent = subprocess.run(
         [sys.executable, "-c", AGENT], env=client_env(tether), capture_output=True, text=True, timeout=120
@@ -76,8 +78,8 @@ def test_pygithub_and_git_push_use_one_minted_token_revoked_at_run_end(make_teth
     assert agent.returncode == 0, sandbox.tokens.redact(agent.stderr)
     count, number, comment_id = agent.stdout.split()
     assert (count, number) == ("1", "7")
-    review = sandbox.github.repositories["acme/api"].issues[7].review_comments
-    assert [c.id for c in review] == [int(comment_id)] and review[0].author.startswith("installation-")
+    new = review[reviews_before:]
+    assert [c.id for c in new] == [int(comment_id)] and new[0].author.startswith("installation-")
 
     env = agent_git_env(tether, tmp_path)
     assert git(["clone", REMOTE, "work"], tmp_path, env).returncode == 0
