@@ -109,6 +109,7 @@ class Lifecycle:
             await end_all_runs(self.holder.runtime)
             if self.monitor is not None:
                 await self.monitor.stop()
+            await self.holder.runtime.broker.close()
             self.holder.runtime.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -156,15 +157,12 @@ class Lifecycle:
     async def _sweep_tokens(self, rt: Runtime) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            for token in rt.broker.sweep():
-                agent = rt.agent_by_id(token.key.agent_id)
-                registry = rt.runs_for(agent)[0]
-                run = registry.get(token.key.run_id) or RunContext(
-                    run_id=token.key.run_id, origin="forgotten"
-                )
-                await _record_quietly(
-                    rt, "token.expired", run, agent=agent, **rt.recorder.token_fields(token)
-                )
+            for retired in await rt.broker.sweep():
+                agent = rt.agent_by_id(retired.token.key.agent_id)
+                run_id = retired.token.key.run_id
+                run = rt.runs_for(agent)[0].get(run_id) or RunContext(run_id=run_id, origin="forgotten")
+                fields = rt.recorder.retired_fields(retired)
+                await _record_quietly(rt, "token.expired", run, agent=agent, **fields)
 
 
 def export_ca_cert(config: TetherConfig) -> None:
@@ -202,8 +200,9 @@ async def end_run(rt: Runtime, run_id: str, agent: Agent | None = None) -> bool:
     run = registry.get(run_id)
     if run is None:
         return False
-    for token in await rt.broker.end_run(run_id):
-        await _record_quietly(rt, "token.revoked", run, agent=agent, **rt.recorder.token_fields(token))
+    for retired in await rt.broker.end_run(run_id):
+        fields = rt.recorder.retired_fields(retired, reason="run_ended")
+        await _record_quietly(rt, "token.revoked", run, agent=agent, **fields)
     if run.active:
         ended = registry.end(run_id) or run
         await _record_quietly(rt, "run.ended", ended, agent=agent)
