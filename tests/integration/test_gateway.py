@@ -198,3 +198,14 @@ def test_an_agent_removed_from_the_agents_file_is_refused_without_a_restart(gate
     with agent_session(gateway, "agt_reviewer", SECRETS["agt_reviewer"]) as reviewer:
         assert reviewer.get(f"{API}/repos/acme/api/issues").status_code == 200
     assert "agents file reloaded" in gateway.log()
+
+
+def test_investigation_routes_are_closed_to_agents_in_gateway_mode(gateway):
+    reviewer_auth = ("agt_reviewer", SECRETS["agt_reviewer"])
+    for path in ("/v1/runs", "/v1/timeline", "/v1/runs/run_x/report"):
+        answer = requests.get(f"{gateway.api_url}{path}", auth=reviewer_auth, timeout=10, proxies={})
+        assert answer.status_code == 403, path
+        assert answer.json()["error"] == "tether_forbidden"
+    assert gateway.api("GET", "/readyz").status_code == 200
+    runs = gateway.cli("runs", "--ledger", str(gateway.ledger_path))  # the operator's way in
+    assert runs.returncode == 0, runs.stderr

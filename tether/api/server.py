@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tether import __version__
 from tether.api import analysis as analysis_api
@@ -139,8 +140,23 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+# Read the whole ledger (every agent's runs): in gateway mode agents reach this API, so these stay closed.
+OPERATOR_ROUTES = (("GET", "/v1/runs"), ("GET", "/v1/timeline"), ("GET", "/v1/runs/{run_id}/report"))
+
+
+@web.middleware
+async def gateway_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    route = request.match_info.route
+    resource = route.resource.canonical if route.resource is not None else None
+    if rt.gateway is not None and (request.method, resource) in OPERATOR_ROUTES:
+        reason = "in gateway mode the investigation routes are closed: use `tether runs|timeline|report`"
+        return error(403, "tether_forbidden", reason)
+    return await handler(request)
+
+
 def make_app(rt: Runtime) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[gateway_guard])
     app[RUNTIME] = rt
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/v1/runs", open_run)
