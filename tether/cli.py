@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_sub.add_parser("check", help="Validate policy files (exit 1 with file:line: message).")
     check.add_argument("files", nargs="+", type=Path)
     policy_sub.add_parser("schema", help="Print the policy JSON Schema.")
+    from tether.sinks.cli import register as register_sinks
+
+    register_sinks(sub, _config, _ledger_path)
     return parser
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tether.sinks.config import SinkConfig, check_unique
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
@@ -96,6 +97,7 @@ class TetherConfig(_Model):
     max_body_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Larger request bodies get 413 (responses: 1 GiB backstop)."
     )
+    sinks: tuple[SinkConfig, ...] = Field((), description="SIEM destinations the ledger is shipped to.")
 
     @field_validator("proxy_listen", "api_listen")
     @classmethod
@@ -122,6 +124,11 @@ class TetherConfig(_Model):
     @classmethod
     def _override_hosts(cls, value: Mapping[str, UpstreamOverride]) -> Mapping[str, UpstreamOverride]:
         return {host.lower(): override for host, override in value.items()}
+
+    @field_validator("sinks")
+    @classmethod
+    def _sink_names(cls, value: tuple[SinkConfig, ...]) -> tuple[SinkConfig, ...]:
+        return check_unique(value)
 
     @property
     def effective_agent_id(self) -> str:
@@ -157,6 +164,8 @@ class TetherConfig(_Model):
         for host, override in self.upstream_overrides.items():
             if override.ca_file is not None and not override.ca_file.is_file():
                 problems.append(f"upstream_overrides.{host}.ca_file: no such file: {override.ca_file}")
+        for index, sink in enumerate(self.sinks):
+            problems.extend(sink.secret_problems(f"sinks.{index}"))
         return problems
 
 
@@ -196,6 +205,13 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             for entry in entries.values():
                 if isinstance(entry, dict) and key in entry:
                     entry[key] = rel(entry[key])
+    if isinstance(data.get("sinks"), list):
+        for sink in data["sinks"]:
+            for key in ("secret_file", "ca_file"):
+                if isinstance(sink, dict) and key in sink:
+                    sink[key] = rel(sink[key])
+            if isinstance(sink, dict) and sink.get("type") == "file" and sink.get("path") not in (None, "-"):
+                sink["path"] = rel(sink["path"])
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> TetherConfig:
@@ -242,8 +258,8 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) + ": " if loc else ""
 
 
-def _loc_of(problem: str) -> tuple[str, ...]:
-    return tuple(problem.split(":", 1)[0].split("."))
+def _loc_of(problem: str) -> tuple[str | int, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in problem.split(":", 1)[0].split("."))
 
 
 def new_run_id() -> str:

@@ -1,5 +1,5 @@
 """Lifecycle addon: builds the sidecar's services from `tether_config`, runs the control API, the policy
-watcher and the token sweeper, and closes the ledger on shutdown."""
+watcher, the token sweeper and the SIEM shippers, and closes the ledger on shutdown."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from tether.policy.loader import PolicyError
 from tether.policy.reload import ReloadResult
 from tether.proxy.holder import Holder
 from tether.proxy.runtime import Runtime
+from tether.sinks.service import Shipping, start_shipping
 
 log = logging.getLogger("tether")
 
@@ -48,6 +49,7 @@ class Lifecycle:
         self.holder = holder
         self.tasks: list[asyncio.Task[None]] = []
         self.api: Any = None
+        self.shipping: Shipping | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -81,6 +83,7 @@ class Lifecycle:
         rt = self.holder.runtime
         await self._record_start(rt)
         self.api = await start_api(rt)
+        self.shipping = start_shipping(rt)
         self._spawn(self._watch_policies(rt))
         self._spawn(self._sweep_tokens(rt))
 
@@ -94,6 +97,8 @@ class Lifecycle:
             await self.api.cleanup()
         if self.holder.ready:
             await self._end_runs(self.holder.runtime)
+            if self.shipping is not None:
+                await self.shipping.stop()  # after run.ended, so it is shipped too
             self.holder.runtime.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
