@@ -372,23 +372,16 @@ class OtlpReceiver(Receiver):
             if fault.retry_after:
                 response.headers["Retry-After"] = fault.retry_after
             return response
-        kept = [
-            (r, p) for r, p in zip(records, payloads, strict=True) if not (self.reject and self.reject(p))
-        ]
+        reject = self.reject
+        kept = [(r, p) for r, p in zip(records, payloads, strict=True) if not (reject and reject(p))]
         rejected = len(records) - len(kept)
-        self._log(200 if not rejected else 299, payloads)  # 299: a partial success (logged as not accepted)
+        self._log(200, payloads, accepted=not rejected)
         self._store([p for _, p in kept])
         with self._lock:
             self.records.extend(r for r, _ in kept)
         if rejected:
-            return web.json_response(
-                {
-                    "partialSuccess": {
-                        "rejectedLogRecords": str(rejected),
-                        "errorMessage": "invalid log record",
-                    }
-                }
-            )
+            partial = {"rejectedLogRecords": str(rejected), "errorMessage": "invalid log record"}
+            return web.json_response({"partialSuccess": partial})
         return web.json_response({})
 
 
