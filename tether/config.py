@@ -210,7 +210,12 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             for key in ("secret_file", "ca_file"):
                 if isinstance(sink, dict) and key in sink:
                     sink[key] = rel(sink[key])
-            if isinstance(sink, dict) and sink.get("type") == "file" and sink.get("path") not in (None, "-"):
+            if (
+                isinstance(sink, dict)
+                and sink.get("type") == "file"
+                and isinstance(sink.get("path"), str)
+                and sink["path"] != "-"
+            ):
                 sink["path"] = rel(sink["path"])
 
 

@@ -180,6 +180,39 @@ class OtlpSink(_Http):
         return self
 
 
+class SyslogSink(_Sink):
+    type: Literal["syslog"]
+    address: str = Field(description="Syslog receiver HOST:PORT (6514 is the RFC 5425 TLS port).")
+    tls: bool = Field(True, description="RFC 5425 TLS; false sends plain TCP (RFC 6587 octet counting).")
+    server_name: str | None = Field(None, description="Name TLS verifies; default: the address's host.")
+    ca_file: Path | None = Field(None, description="Extra CA (PEM) trusted for the receiver.")
+    facility: int = Field(13, ge=0, le=23, description="RFC 5424 facility; 13 is log audit.")
+    app_name: str = Field("tether", pattern=r"^[!-~]{1,48}$")
+    hostname: str | None = Field(None, description="HOSTNAME field; default: this machine's hostname.")
+    sd_id: str = Field(
+        "tether@32473",
+        pattern=r"^[!#-<>-\\^-~]{1,32}$",
+        description="SD-ID of the structured data (name@<your IANA enterprise number>; 32473 is the "
+        "documentation number of RFC 5612).",
+    )
+    max_message_bytes: int = Field(
+        65536, ge=2048, le=16 * 1024 * 1024, description="Larger messages are parked, never truncated."
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        from tether.config import split_host_port  # tether.config imports this module
+
+        split_host_port(value, what="address")
+        return value
+
+    def secret_problems(self, where: str) -> list[str]:
+        if self.ca_file is not None and not self.ca_file.is_file():
+            return [f"{where}.ca_file: no such file: {self.ca_file}"]
+        return []
+
+
 class FileSink(_Sink):
     type: Literal["file"]
     path: str = Field(description="JSON Lines file, or '-' for stdout.")
@@ -188,7 +221,9 @@ class FileSink(_Sink):
     flush_seconds: float = Field(0.2, gt=0, le=300)
 
 
-SinkConfig = Annotated[SplunkHecSink | DatadogSink | OtlpSink | FileSink, Field(discriminator="type")]
+SinkConfig = Annotated[
+    SplunkHecSink | DatadogSink | OtlpSink | SyslogSink | FileSink, Field(discriminator="type")
+]
 
 
 def check_unique(sinks: tuple[SinkConfig, ...]) -> tuple[SinkConfig, ...]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.sinks.base import Sink
-from tether.sinks.config import DatadogSink, FileSink, OtlpSink, SinkConfig, SplunkHecSink
+from tether.sinks.config import DatadogSink, FileSink, OtlpSink, SinkConfig, SplunkHecSink, SyslogSink
 from tether.sinks.shipper import Shipper
 from tether.sinks.state import SinkState
 
@@ -45,6 +45,10 @@ def build_sink(config: SinkConfig, upstream_overrides: Mapping[str, Any]) -> Sin
         from tether.sinks.otlp import Otlp
 
         return Otlp(config, _secret(config), upstream_overrides)
+    if isinstance(config, SyslogSink):
+        from tether.sinks.syslog import Syslog
+
+        return Syslog(config)
     if isinstance(config, FileSink):
         from tether.sinks.file import JsonLines
 
