@@ -34,6 +34,7 @@ def reset(siem: Siem) -> None:
         receiver.reject = None
         receiver.delay_seconds = 0
         receiver._faults.clear()
+    siem.hec.envelopes.clear()
     siem.hec.ack_enabled = False
     siem.hec.ack_never = False
     siem.hec.allowed_indexes = None

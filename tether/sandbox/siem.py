@@ -117,6 +117,7 @@ class HecReceiver(Receiver):
     ack_enabled: bool = False
     allowed_indexes: tuple[str, ...] | None = None  # None: any index
     ack_never: bool = False  # the indexer "loses" batches: acks never turn true, nothing is stored
+    envelopes: list[dict[str, Any]] = field(default_factory=list)  # stored events with their metadata
     _acks: dict[str, dict[int, list[dict[str, Any]] | None]] = field(default_factory=dict)
     _next_ack: int = 0
 
@@ -190,13 +191,18 @@ class HecReceiver(Receiver):
                 return refused
         self._log(200, payloads)
         if channel is None:
-            self._store(payloads)
+            self._keep(envelopes)
             return _hec(200, 0, "Success")
         with self._lock:
             ack_id = self._next_ack
             self._next_ack += 1
-            self._acks.setdefault(channel, {})[ack_id] = None if self.ack_never else payloads
+            self._acks.setdefault(channel, {})[ack_id] = None if self.ack_never else envelopes
         return _hec(200, 0, "Success", ackId=ack_id)
+
+    def _keep(self, envelopes: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.envelopes.extend(envelopes)
+            self.stored.extend(e["event"] for e in envelopes)
 
     def _check(self, envelope: dict[str, Any], number: int) -> web.Response | None:
         if "event" not in envelope:
@@ -228,12 +234,12 @@ class HecReceiver(Receiver):
         answer: dict[str, bool] = {}
         with self._lock:
             pending = self._acks.get(channel, {})
-            for ack_id in ids:
-                payloads = pending.get(ack_id)
-                answer[str(ack_id)] = payloads is not None
-                if payloads is not None:  # indexed: stored now; a later query for it answers false
-                    self.stored.extend(payloads)
-                    del pending[ack_id]
+            indexed = [pending.pop(ack_id, None) for ack_id in ids]
+        # Indexed batches are stored now; a later query for the same ackId answers false.
+        for ack_id, envelopes in zip(ids, indexed, strict=True):
+            answer[str(ack_id)] = envelopes is not None
+            if envelopes is not None:
+                self._keep(envelopes)
         return web.json_response({"acks": answer})
 
 
