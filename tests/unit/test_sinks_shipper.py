@@ -31,7 +31,7 @@ class ScriptedSink(Sink):
         self.requests: list[list[str]] = []
         self.received: list[str] = []
 
-    def encode(self, event: dict[str, Any]) -> bytes:
+    def encode(self, event: dict[str, Any], raw: str | None = None) -> bytes:
         return json.dumps(self.render(event)).encode()
 
     async def send(self, records: list[bytes]) -> Outcome:

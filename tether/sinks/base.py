@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import json
 import socket
 import ssl
 import time
@@ -72,8 +73,14 @@ class Sink(ABC):
         """Open connections; a health check that fails is logged, never fatal (the SIEM may be down)."""
 
     @abstractmethod
-    def encode(self, event: dict[str, Any]) -> bytes:
-        """One ledger event as the record this sink sends (its payload is `self.render(event)`)."""
+    def encode(self, event: dict[str, Any], raw: str | None = None) -> bytes:
+        """One ledger event as the record this sink sends; `raw` is the event's stored JSON text."""
+
+    def payload_json(self, event: dict[str, Any], raw: str | None) -> str:
+        """The event in the sink's format as JSON text (the stored text itself for the native format)."""
+        if raw is not None and self.config.format == "native":
+            return raw
+        return json.dumps(self.render(event), separators=(",", ":"), ensure_ascii=False)
 
     @abstractmethod
     async def send(self, records: list[bytes]) -> Outcome: ...

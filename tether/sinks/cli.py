@@ -105,7 +105,7 @@ def cmd_replay(args: argparse.Namespace, load_config: ConfigLoader, ledger_path:
 
 
 async def _replay(
-    sink: Any, state: SinkState, events: list[dict[str, Any]], timeout: float
+    sink: Any, state: SinkState, events: list[tuple[dict[str, Any], str]], timeout: float
 ) -> tuple[list[int], list[int], str | None]:
     from tether.sinks.shipper import Shipper, Stopped
 

@@ -45,18 +45,16 @@ class Datadog(HttpSink):
         super().__init__(config, config.url, upstream_overrides)
         self._api_key = api_key
         self.hostname = config.hostname or socket.gethostname()
+        self._extra = {"ddsource": config.ddsource, "service": config.service, "hostname": self.hostname}
+        if config.ddtags:
+            self._extra["ddtags"] = config.ddtags
 
-    def encode(self, event: dict[str, Any]) -> bytes:
-        entry: dict[str, Any] = dict(self.render(event))
-        entry.update(
-            ddsource=self.config.ddsource,
-            service=self.config.service,
-            hostname=self.hostname,
-            message=summary(event),
-        )
-        if self.config.ddtags:
-            entry["ddtags"] = self.config.ddtags
-        return json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
+    def encode(self, event: dict[str, Any], raw: str | None = None) -> bytes:
+        extra = {**self._extra, "message": summary(event)}
+        payload = self.payload_json(event, raw)
+        # The event's attributes plus Datadog's reserved ones, spliced without re-encoding the event.
+        tail = json.dumps(extra, separators=(",", ":"), ensure_ascii=False)[1:]
+        return (payload[:-1] + ("," if payload != "{}" else "") + tail).encode()
 
     async def send(self, records: list[bytes]) -> Outcome:
         body, encoding = self.body(b"[" + b",".join(records) + b"]")

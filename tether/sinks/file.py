@@ -8,7 +8,6 @@ oldest is removed) and a new file is started — the rename-and-create pattern l
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from pathlib import Path
@@ -25,8 +24,8 @@ class JsonLines(Sink):
         super().__init__(config)
         self.path = None if config.path == "-" else Path(config.path)
 
-    def encode(self, event: dict[str, Any]) -> bytes:
-        return json.dumps(self.render(event), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    def encode(self, event: dict[str, Any], raw: str | None = None) -> bytes:
+        return (self.payload_json(event, raw) + "\n").encode()
 
     async def send(self, records: list[bytes]) -> Outcome:
         data = b"".join(records)

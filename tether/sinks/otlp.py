@@ -71,7 +71,7 @@ class Otlp(HttpSink):
             + b',"logRecords":['
         )
 
-    def encode(self, event: dict[str, Any]) -> bytes:
+    def encode(self, event: dict[str, Any], raw: str | None = None) -> bytes:
         nanos = str(_time_ms(event["timestamp"]) * 1_000_000)
         record = {
             "timeUnixNano": nanos,

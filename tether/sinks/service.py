@@ -120,6 +120,7 @@ class Shipping:
                 except Exception as exc:
                     log.error("sink %s: %s", shipper.name, exc)
             await shipper.sink.close()
+            shipper.close()
             shipper.state.close()
 
 

@@ -60,6 +60,7 @@ class Shipper:
         self.max_bytes = min(cfg.batch_max_bytes, self.sink.max_request_bytes or cfg.batch_max_bytes)
         self._stopping = asyncio.Event()
         self._deadline: float | None = None
+        self._reader: SinkState | None = None  # for reading ahead while a request is in flight
 
     @property
     def name(self) -> str:
@@ -96,21 +97,43 @@ class Shipper:
             ):
                 await self._wait(min(_POLL_SECONDS, self.sink.config.flush_seconds - age))
                 continue
-            items = self._batch(cursor)
-            await self.ship(items)
+            await self._ship_backlog(self._batch(self.state, cursor))
             pending_since = None
 
-    def _batch(self, cursor: int) -> list[_Item]:
+    async def _ship_backlog(self, items: list[_Item]) -> None:
+        """Ship `items`, and while more full batches wait, read and encode the next one in a thread
+        (its own read-only connection) during the current request."""
+        while items:
+            after = items[-1].event["seq"]
+            following: asyncio.Future[list[_Item]] | None = None
+            if self.state.last_seq() - after >= self.max_events:
+                if self._reader is None:
+                    self._reader = SinkState(self.state.path, readonly=True)
+                following = asyncio.ensure_future(asyncio.to_thread(self._batch, self._reader, after))
+            try:
+                await self.ship(items)
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                raise
+            items = await following if following is not None else []
+
+    def _batch(self, state: SinkState, cursor: int) -> list[_Item]:
         """Events after `cursor`, at most max_events and max_bytes (at least one event)."""
         items: list[_Item] = []
         size = 0
-        for event in self.state.events_after(cursor, self.max_events):
-            record = self.sink.encode(event)
+        for event, raw in state.events_after(cursor, self.max_events):
+            record = self.sink.encode(event, raw)
             if items and size + len(record) > self.max_bytes:
                 break
             items.append(_Item(event, record))
             size += len(record)
         return items
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     async def ship(self, items: list[_Item]) -> None:
         """Deliver `items` (bisecting rejections), then advance the cursor past them in one step."""
@@ -153,13 +176,13 @@ class Shipper:
         self.stats.parked += len(parked)
         self.stats.last_error = None
 
-    async def replay(self, events: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    async def replay(self, events: list[tuple[dict[str, Any], str]]) -> tuple[list[int], list[int]]:
         """Resend parked events one by one: (seqs delivered, seqs rejected again). Raises Stopped
         when the deadline set by `stop` passes while the receiver is unreachable."""
         delivered: list[int] = []
         rejected: list[int] = []
-        for event in events:
-            outcome = await self._send([_Item(event, self.sink.encode(event))])
+        for event, raw in events:
+            outcome = await self._send([_Item(event, self.sink.encode(event, raw))])
             if outcome.kind == "ok":
                 delivered.append(event["seq"])
                 self.state.mark_replayed(self.name, [event["seq"]])

@@ -18,9 +18,9 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tether.ledger.events import normalize_time
 from tether.sinks.base import HttpSink, Outcome, http_status_outcome, parse_retry_after
 from tether.sinks.config import SplunkHecSink
 
@@ -30,13 +30,13 @@ AUTH_CODES = frozenset({1, 2, 3, 4})
 SETTINGS_CODES = frozenset({7, 10, 11, 14, 16})
 DATA_CODES = frozenset({5, 6, 12, 13, 15})
 BUSY_CODES = frozenset({8, 9, 18, 19, 20})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def epoch_seconds(timestamp: str) -> float:
-    """`2025-02-03T14:23:17.432Z` as epoch seconds with milliseconds (HEC's `time`)."""
-    from datetime import datetime
-
-    return round(datetime.fromisoformat(normalize_time(timestamp)).timestamp(), 3)
+def epoch_seconds(timestamp: str) -> str:
+    """`2025-02-03T14:23:17.432Z` as epoch seconds with milliseconds (HEC's `time`): `1738592597.432`."""
+    ms = (datetime.fromisoformat(timestamp) - _EPOCH) // timedelta(milliseconds=1)
+    return f"{ms // 1000}.{ms % 1000:03d}"
 
 
 def classify(status: int, reply: Mapping[str, Any] | None, retry_after: str | None) -> Outcome:
@@ -67,18 +67,15 @@ class SplunkHec(HttpSink):
         self._auth = f"Splunk {token}"
         self.channel = str(uuid.uuid4())
         self.host = config.host or socket.gethostname()
+        meta = {"host": self.host, "source": config.source, "sourcetype": config.sourcetype}
+        if config.index:
+            meta["index"] = config.index
+        self._meta = json.dumps(meta, separators=(",", ":"), ensure_ascii=False)[1:-1] + ","
 
-    def encode(self, event: dict[str, Any]) -> bytes:
-        envelope: dict[str, Any] = {
-            "time": epoch_seconds(event["timestamp"]),
-            "host": self.host,
-            "source": self.config.source,
-            "sourcetype": self.config.sourcetype,
-        }
-        if self.config.index:
-            envelope["index"] = self.config.index
-        envelope["event"] = self.render(event)
-        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+    def encode(self, event: dict[str, Any], raw: str | None = None) -> bytes:
+        # The stored JSON text is spliced in as is: no second encoding of the event.
+        head = f'{{"time":{epoch_seconds(event["timestamp"])},{self._meta}"event":'
+        return (head + self.payload_json(event, raw) + "}").encode()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Authorization": self._auth, "Content-Type": "application/json"}

@@ -131,20 +131,21 @@ class SinkState:
         (found,) = self._conn.execute("SELECT max(seq) FROM events").fetchone()
         return -1 if found is None else int(found)
 
-    def events_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
-        """Up to `limit` stored events with seq > `seq`, in order."""
+    def events_after(self, seq: int, limit: int) -> list[tuple[dict[str, Any], str]]:
+        """Up to `limit` stored events with seq > `seq`, in order, each with its stored JSON text."""
         rows = self._conn.execute(
             "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         ).fetchall()
-        return [self._decode(seq, body) for seq, body in rows]
+        return [(self._decode(seq, body), body) for seq, body in rows]
 
-    def events_at(self, seqs: Sequence[int]) -> list[dict[str, Any]]:
+    def events_at(self, seqs: Sequence[int]) -> list[tuple[dict[str, Any], str]]:
+        """The stored events with these seqs, each with its stored JSON text."""
         events = []
         for seq in seqs:
             found = self._conn.execute("SELECT body FROM events WHERE seq = ?", (seq,)).fetchone()
             if found is None:
                 raise LedgerError(f"ledger {self.path} has no event seq {seq}")
-            events.append(self._decode(seq, found[0]))
+            events.append((self._decode(seq, found[0]), found[0]))
         return events
 
     def _decode(self, seq: int, body: str) -> dict[str, Any]:

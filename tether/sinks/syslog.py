@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import ssl
@@ -62,9 +61,8 @@ def _sd_value(value: Any) -> str:
     return str(value)
 
 
-def format_message(
-    event: dict[str, Any], payload: dict[str, Any], config: SyslogSink, hostname: str
-) -> bytes:
+def format_message(event: dict[str, Any], payload: str, config: SyslogSink, hostname: str) -> bytes:
+    """One RFC 5424 message: key fields as structured data, `payload` (JSON, native or OCSF) as MSG."""
     severity = 4 if event["event_type"] in _WARNING_TYPES else 6
     params = [
         f'{name}="{sd_escape(_sd_value(event[name]))}"' for name in SD_FIELDS if event.get(name) is not None
@@ -83,8 +81,7 @@ def format_message(
         )
     )
     structured = f"[{config.sd_id} {' '.join(params)}]"
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return f"{header} {structured} {_BOM}{body}".encode()
+    return f"{header} {structured} {_BOM}{payload}".encode()
 
 
 class Syslog(Sink):
@@ -98,8 +95,8 @@ class Syslog(Sink):
         self._writer: asyncio.StreamWriter | None = None
         self._reader: asyncio.StreamReader | None = None
 
-    def encode(self, event: dict[str, Any]) -> bytes:
-        message = format_message(event, self.render(event), self.config, self.hostname)
+    def encode(self, event: dict[str, Any], raw: str | None = None) -> bytes:
+        message = format_message(event, self.payload_json(event, raw), self.config, self.hostname)
         return b"%d %s" % (len(message), message)  # octet counting: MSG-LEN SP SYSLOG-MSG
 
     def _ssl(self) -> ssl.SSLContext | None:
