@@ -157,3 +157,20 @@ def test_cli_status_and_replay(ledger: Ledger, tmp_path: Path, capsys: pytest.Ca
     assert main(["sinks", "replay", "--config", str(config)]) == 0
     assert "f: no dead letters" in capsys.readouterr().out
     assert main(["sinks", "replay", "--config", str(config), "--sink", "nope"]) == 2
+
+
+def test_syslog_octet_counting_and_escaping() -> None:
+    from tether.sinks.syslog import sd_escape
+
+    sink = sink_from({"name": "s", "type": "syslog", "address": "127.0.0.1:6514", "hostname": "h 1\x00x"})
+    event = _event("api.denied", provider="github", task_context='a"]\\', decision={"action": "deny"})
+    record = sink.encode(event)
+    length, _, message = record.partition(b" ")
+    assert int(length) == len(message)
+    text = message.decode()
+    assert text.startswith("<108>1 ")  # facility 13 (log audit) * 8 + warning (4)
+    assert " h1x tether " in text  # header fields: printable US-ASCII only
+    assert ' api.denied [tether@32473 event_id="' in text
+    assert 'task_context="a\\"\\]\\\\"' in text and 'decision="deny"' in text
+    assert json.loads(text.split("\ufeff", 1)[1]) == event
+    assert sd_escape('"]\\') == '\\"\\]\\\\'

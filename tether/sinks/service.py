@@ -8,12 +8,16 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tether.ledger.store import LedgerError
 from tether.sinks.base import Sink
 from tether.sinks.config import DatadogSink, FileSink, OtlpSink, SinkConfig, SplunkHecSink, SyslogSink
 from tether.sinks.shipper import Shipper
 from tether.sinks.state import SinkState
+
+if TYPE_CHECKING:
+    from tether.proxy.runtime import Runtime
 
 log = logging.getLogger("tether.sinks")
 
@@ -124,10 +128,9 @@ class Shipping:
             shipper.state.close()
 
 
-def start_shipping(runtime: Any) -> Shipping | None:
-    """Start shipping for the sidecar's `runtime` (a tether.proxy.runtime.Runtime); None without sinks.
-    A sink that cannot be built is logged and left out: the proxy keeps recording, and
-    `tether sinks status` shows the sink's growing lag."""
+def start_shipping(runtime: Runtime) -> Shipping | None:
+    """Start shipping for the sidecar's `runtime`; None without sinks. A sink that cannot be built is
+    logged and left out: the proxy keeps recording, and `tether sinks status` shows the sink's lag."""
     config = runtime.config
     sinks: list[Sink] = []
     for sink_config in config.sinks:
@@ -137,6 +140,10 @@ def start_shipping(runtime: Any) -> Shipping | None:
             log.error("%s; it ships nothing until fixed", exc)
     if not sinks:
         return None
-    shipping = Shipping(runtime.ledger.path, sinks)
+    try:
+        shipping = Shipping(runtime.ledger.path, sinks)
+    except LedgerError as exc:
+        log.error("SIEM shipping cannot start: %s", exc)
+        return None
     shipping.start()
     return shipping
