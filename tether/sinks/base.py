@@ -26,7 +26,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from tether.sinks.config import _Http, _Sink
+from tether.sinks.config import HttpSinkConfig, SinkConfigBase
 from tether.sinks.ocsf import renderer
 
 OutcomeKind = Literal["ok", "retry", "reject"]
@@ -55,13 +55,13 @@ class Outcome:
 class Sink(ABC):
     """One destination. `send` must not raise for receiver answers; exceptions count as retryable."""
 
-    config: _Sink
+    config: SinkConfigBase
     # Hard limits of the protocol (None: only the configured batch limits apply).
     max_records: int | None = None
     max_request_bytes: int | None = None
     max_record_bytes: int | None = None
 
-    def __init__(self, config: _Sink) -> None:
+    def __init__(self, config: SinkConfigBase) -> None:
         self.config = config
         self.render = renderer(config.format)
 
@@ -132,7 +132,7 @@ class Route:
     ca_file: Path | None
 
 
-def route_for(config: _Http, url: str, upstream_overrides: Mapping[str, Any]) -> Route:
+def route_for(config: HttpSinkConfig, url: str, upstream_overrides: Mapping[str, Any]) -> Route:
     """The sink's own `address`/`ca_file`, else tether's `upstream_overrides` entry for the URL's host."""
     from tether.config import split_host_port
 
@@ -146,9 +146,9 @@ def route_for(config: _Http, url: str, upstream_overrides: Mapping[str, Any]) ->
 class HttpSink(Sink):
     """A sink that POSTs batches with aiohttp (keep-alive, gzip, TLS verified against the URL's name)."""
 
-    config: _Http
+    config: HttpSinkConfig
 
-    def __init__(self, config: _Http, url: str, upstream_overrides: Mapping[str, Any]) -> None:
+    def __init__(self, config: HttpSinkConfig, url: str, upstream_overrides: Mapping[str, Any]) -> None:
         super().__init__(config)
         self.url = url
         self.route = route_for(config, url, upstream_overrides)

@@ -32,7 +32,7 @@ _SITE_ALIASES = {"us1": "datadoghq.com", "eu": "datadoghq.eu", "us3": "us3.datad
                  "gov": "ddog-gov.com"}  # fmt: skip
 
 
-class _Sink(BaseModel):
+class SinkConfigBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Unique sink name; its cursor and dead letters are kept under it.")
@@ -56,7 +56,7 @@ class _Sink(BaseModel):
         return []
 
 
-class _Secret(BaseModel):
+class SecretSource(BaseModel):
     secret_file: Path | None = Field(None, description="File holding the secret (trailing newline ignored).")
     secret_env: str | None = Field(None, description="Environment variable holding the secret.")
 
@@ -76,7 +76,7 @@ class _Secret(BaseModel):
         return []
 
 
-class _Http(_Sink, _Secret):
+class HttpSinkConfig(SinkConfigBase, SecretSource):
     address: str | None = Field(
         None, description="Connect to HOST:PORT instead; TLS verifies the URL's name."
     )
@@ -99,7 +99,7 @@ class _Http(_Sink, _Secret):
         return problems
 
 
-def _one_secret(model: _Secret, *, required: bool) -> None:
+def _one_secret(model: SecretSource, *, required: bool) -> None:
     if model.secret_file is not None and model.secret_env is not None:
         raise ValueError("set only one of secret_file or secret_env")
     if required and model.secret_file is None and model.secret_env is None:
@@ -113,7 +113,7 @@ def _https_url(value: str, *, what: str) -> str:
     return value.rstrip("/")
 
 
-class SplunkHecSink(_Http):
+class SplunkHecSink(HttpSinkConfig):
     type: Literal["splunk_hec"]
     url: str = Field(description="HEC base URL, e.g. https://splunk.example.com:8088")
     index: str | None = Field(None, description="Target index (a dedicated one, e.g. agent_tokens).")
@@ -136,7 +136,7 @@ class SplunkHecSink(_Http):
         return self
 
 
-class DatadogSink(_Http):
+class DatadogSink(HttpSinkConfig):
     type: Literal["datadog"]
     site: str = Field("datadoghq.com", description="Datadog site: " + ", ".join(DATADOG_SITES))
     ddsource: str = "tether"
@@ -162,7 +162,7 @@ class DatadogSink(_Http):
         return self
 
 
-class OtlpSink(_Http):
+class OtlpSink(HttpSinkConfig):
     type: Literal["otlp"]
     endpoint: str = Field(description="OTLP/HTTP base URL, e.g. https://collector:4318 (POSTs to /v1/logs).")
     secret_header: str = Field("Authorization", description="Header carrying the secret, if one is set.")
@@ -180,7 +180,7 @@ class OtlpSink(_Http):
         return self
 
 
-class SyslogSink(_Sink):
+class SyslogSink(SinkConfigBase):
     type: Literal["syslog"]
     address: str = Field(description="Syslog receiver HOST:PORT (6514 is the RFC 5425 TLS port).")
     tls: bool = Field(True, description="RFC 5425 TLS; false sends plain TCP (RFC 6587 octet counting).")
@@ -213,7 +213,7 @@ class SyslogSink(_Sink):
         return []
 
 
-class FileSink(_Sink):
+class FileSink(SinkConfigBase):
     type: Literal["file"]
     path: str = Field(description="JSON Lines file, or '-' for stdout.")
     rotate_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Rotate when the file would exceed it.")

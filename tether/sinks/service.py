@@ -67,12 +67,6 @@ class Shipping:
         self.shippers = [Shipper(sink, SinkState(ledger_path)) for sink in sinks]
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    @classmethod
-    def from_config(
-        cls, ledger_path: Path, sinks: tuple[SinkConfig, ...], upstream_overrides: Mapping[str, Any]
-    ) -> Shipping:
-        return cls(ledger_path, [build_sink(sink, upstream_overrides) for sink in sinks])
-
     def start(self) -> None:
         for shipper in self.shippers:
             self._tasks[shipper.name] = asyncio.create_task(

@@ -188,7 +188,7 @@ class Shipper:
                 self.state.mark_replayed(self.name, [event["seq"]])
             else:
                 rejected.append(event["seq"])
-                self.state.advance(self.name, self.state.cursor(self.name), [(event, outcome.reason)])
+                self.state.park(self.name, [(event, outcome.reason)])
         return delivered, rejected
 
     async def _send(self, chunk: list[_Item]) -> Outcome:
@@ -198,9 +198,7 @@ class Shipper:
             self.stats.requests += 1
             try:
                 outcome = await self.sink.send([item.record for item in chunk])
-            except (OSError, TimeoutError) as exc:
-                outcome = Outcome.retry(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-            except Exception as exc:  # e.g. aiohttp.ClientError: the receiver is unreachable or broke off
+            except Exception as exc:  # OSError, TimeoutError, aiohttp.ClientError: unreachable, broke off
                 outcome = Outcome.retry(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             if outcome.kind != "retry":
                 return outcome

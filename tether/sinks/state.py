@@ -166,18 +166,29 @@ class SinkState:
         """Record delivery up to `seq` and park `parked` (event, reason) in one transaction."""
         now = utc_timestamp()
         with self._transaction() as conn:
-            for event, reason in parked:
-                conn.execute(
-                    "INSERT INTO sink_dead_letters (sink, seq, event_id, reason, parked_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sink, seq) DO UPDATE SET"
-                    " reason = excluded.reason, attempts = attempts + 1, replayed_at = NULL",
-                    (sink, event["seq"], event["event_id"], reason, now),
-                )
+            self._park(conn, sink, parked, now)
             conn.execute(
                 "INSERT INTO sink_cursors (sink, seq, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (sink) DO UPDATE SET seq = max(seq, excluded.seq),"
                 " updated_at = excluded.updated_at, last_error = NULL, last_error_at = NULL",
                 (sink, seq, now),
+            )
+
+    def park(self, sink: str, parked: Sequence[tuple[dict[str, Any], str]]) -> None:
+        """Park (event, reason) pairs again (a replay the receiver refused); the cursor stays."""
+        with self._transaction() as conn:
+            self._park(conn, sink, parked, utc_timestamp())
+
+    @staticmethod
+    def _park(
+        conn: sqlite3.Connection, sink: str, parked: Sequence[tuple[dict[str, Any], str]], now: str
+    ) -> None:
+        for event, reason in parked:
+            conn.execute(
+                "INSERT INTO sink_dead_letters (sink, seq, event_id, reason, parked_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sink, seq) DO UPDATE SET"
+                " reason = excluded.reason, attempts = attempts + 1, replayed_at = NULL",
+                (sink, event["seq"], event["event_id"], reason, now),
             )
 
     def record_error(self, sink: str, message: str) -> None:
