@@ -18,6 +18,7 @@ from tether.context import RunContext
 from tether.ledger.store import LedgerError
 from tether.policy.loader import PolicyError
 from tether.policy.reload import ReloadResult
+from tether.proxy.anomalies import AnomalyMonitor
 from tether.proxy.holder import Holder
 from tether.proxy.runtime import Runtime
 from tether.sinks.service import Shipping, start_shipping
@@ -49,6 +50,7 @@ class Lifecycle:
         self.holder = holder
         self.tasks: list[asyncio.Task[None]] = []
         self.api: Any = None
+        self.monitor: AnomalyMonitor | None = None
         self.shipping: Shipping | None = None
 
     def load(self, loader: Loader) -> None:
@@ -81,6 +83,9 @@ class Lifecycle:
         from tether.api.server import start_api
 
         rt = self.holder.runtime
+        if rt.config.anomalies.enabled:
+            self.monitor = AnomalyMonitor(rt)
+            self.monitor.start()
         await self._record_start(rt)
         self.api = await start_api(rt)
         self.shipping = start_shipping(rt)
@@ -97,6 +102,8 @@ class Lifecycle:
             await self.api.cleanup()
         if self.holder.ready:
             await self._end_runs(self.holder.runtime)
+            if self.monitor is not None:
+                await self.monitor.stop()
             if self.shipping is not None:
                 await self.shipping.stop()  # after run.ended, so it is shipped too
             self.holder.runtime.close()
