@@ -118,7 +118,9 @@ def test_hec_envelope(siem: Siem) -> None:
 
 def test_hec_ships_gzip_batches_of_concatenated_envelopes(siem: Siem, ledger: Ledger) -> None:
     fill_ledger(ledger, 30)
+    checks = siem.hec.health_checks
     shipper = ship_all(ledger.path, sink_from(siem.hec_config(batch_max_events=10)))
+    assert siem.hec.health_checks == checks + 1  # GET /services/collector/health at start
     assert siem.hec.stored_ids() == ids(ledger)
     assert len(siem.hec.requests) == 3
     assert shipper.stats.parked == 0
@@ -282,3 +284,26 @@ def test_no_secret_in_any_shipped_payload(siem: Siem, ledger: Ledger) -> None:
         assert secret not in shipped
     assert HEC_TOKEN not in gzip.decompress(gzip.compress(shipped.encode())).decode()
     assert DD_API_KEY not in shipped
+
+
+def test_sinks_honour_tethers_upstream_overrides(siem: Siem, ledger: Ledger) -> None:
+    """Without their own address/ca_file, HTTP sinks follow `upstream_overrides` for their host."""
+    from tether.config import UpstreamOverride
+    from tether.sinks.config import SplunkHecSink
+    from tether.sinks.splunk_hec import SplunkHec
+
+    options = siem.hec_config()
+    del options["address"], options["ca_file"]
+    override = UpstreamOverride(address=siem.hec_server.address, ca_file=siem.ca.cert_path)
+    sink = SplunkHec(SplunkHecSink.model_validate(options), HEC_TOKEN, {"splunk.example.com": override})
+    fill_ledger(ledger, 3)
+    ship_all(ledger.path, sink)
+    assert siem.hec.stored_ids() == ids(ledger)
+
+
+def test_ocsf_format_through_hec(siem: Siem, ledger: Ledger) -> None:
+    fill_ledger(ledger, 2, provider="github", request={"method": "GET", "host": "api.github.com"})
+    ship_all(ledger.path, sink_from(siem.hec_config(format="ocsf")))
+    first = siem.hec.stored[0]
+    assert (first["class_uid"], first["activity_id"], first["status_id"]) == (6003, 2, 0)
+    assert first["metadata"]["uid"] == ids(ledger)[0] and first["unmapped"]["seq"] == 0

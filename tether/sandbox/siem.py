@@ -118,6 +118,7 @@ class HecReceiver(Receiver):
     allowed_indexes: tuple[str, ...] | None = None  # None: any index
     ack_never: bool = False  # the indexer "loses" batches: acks never turn true, nothing is stored
     envelopes: list[dict[str, Any]] = field(default_factory=list)  # stored events with their metadata
+    health_checks: int = 0
     _acks: dict[str, dict[int, list[dict[str, Any]] | None]] = field(default_factory=dict)
     _next_ack: int = 0
 
@@ -153,6 +154,7 @@ class HecReceiver(Receiver):
     async def _health(self, request: web.Request) -> web.Response:
         with self._lock:  # unhealthy while busy answers are queued; the health check uses none up
             busy = any(fault.status == 503 for fault in self._faults)
+            self.health_checks += 1
         if busy:
             return _hec(503, 18, "HEC is unhealthy, queues are full")
         return _hec(200, 17, "HEC is healthy")
