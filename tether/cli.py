@@ -49,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     try:
         runtime = Runtime.build(config)
+    except ConfigError as exc:  # credential key material that cannot be used
+        raise UsageError("\n".join(exc.lines)) from None
     except PolicyError as exc:
         print(f"tether: invalid policy:\n{exc}", file=sys.stderr)
         return EXIT_FAIL

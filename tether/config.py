@@ -11,12 +11,29 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tether.analysis.settings import AnomalySettings
+from tether.credential_types import (
+    GitHubAppCredential,
+    GoogleServiceAccountCredential,
+    InjectSettings,
+    MintedCredential,
+    OAuth2Credential,
+    SlackCredential,
+)
 from tether.sinks.config import SinkConfig, check_unique
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
@@ -43,28 +60,39 @@ def split_host_port(value: str, *, what: str) -> tuple[str, int]:
     return match["host"].strip("[]"), int(match["port"])
 
 
-class CredentialConfig(_Model):
+class CredentialConfig(InjectSettings):
     """A static secret (API key, PAT, bot token), read from a file or an environment variable."""
 
-    type: Literal["static"] = Field("static", description="Minter type; later issues add github_app etc.")
+    type: Literal["static"] = Field("static", description="static, or a minting type (see README).")
     secret_file: Path | None = Field(None, description="File holding the secret (trailing newline ignored).")
     secret_env: str | None = Field(None, description="Environment variable holding the secret.")
-    inject: Literal["bearer", "header", "basic"] = Field(
-        "bearer",
-        description="bearer: `Authorization: Bearer`; header: a custom header; "
-        "basic: `Authorization: Basic` with `username`. Git smart HTTP always gets Basic x-access-token.",
-    )
-    header: str | None = Field(None, description="Header name for inject=header, e.g. X-API-Key.")
-    prefix: str = Field("", description="Prefix before the secret for inject=header.")
-    username: str = Field("x-access-token", description="Basic auth user for inject=basic and git.")
 
     @model_validator(mode="after")
     def _one_source(self) -> CredentialConfig:
         if (self.secret_file is None) == (self.secret_env is None):
             raise ValueError("set exactly one of secret_file or secret_env (secrets are never inline)")
-        if self.inject == "header" and not self.header:
-            raise ValueError("inject: header needs `header:` (the header name)")
         return self
+
+
+def _credential_type(value: Any) -> str:
+    return str(value.get("type", "static") if isinstance(value, dict) else getattr(value, "type", "static"))
+
+
+CREDENTIAL_TYPES = ("static", "github_app", "slack", "google_service_account", "oauth2")
+
+# A `credentials:` entry: its `type:` (default static) picks the model.
+AnyCredential = Annotated[
+    Annotated[CredentialConfig, Tag("static")]
+    | Annotated[GitHubAppCredential, Tag("github_app")]
+    | Annotated[SlackCredential, Tag("slack")]
+    | Annotated[GoogleServiceAccountCredential, Tag("google_service_account")]
+    | Annotated[OAuth2Credential, Tag("oauth2")],
+    Discriminator(
+        _credential_type,
+        custom_error_type="credential_type",
+        custom_error_message=f"type must be one of: {', '.join(CREDENTIAL_TYPES)}",
+    ),
+]
 
 
 class UpstreamOverride(_Model):
@@ -89,7 +117,7 @@ class TetherConfig(_Model):
     ledger_path: Path | None = Field(None, description="SQLite ledger; default <state_dir>/ledger.db.")
     policy_files: tuple[Path, ...] = Field((), description="Policy YAML files (hot reloaded).")
     policy_reload_seconds: float = Field(2.0, ge=0.2, le=3600)
-    credentials: Mapping[str, CredentialConfig] = Field(default_factory=dict)
+    credentials: Mapping[str, AnyCredential] = Field(default_factory=dict)
     fail_mode: Literal["closed", "open"] = Field(
         "closed", description="closed: 503 when the ledger cannot record; open: forward anyway (logged)."
     )
@@ -118,7 +146,7 @@ class TetherConfig(_Model):
 
     @field_validator("credentials")
     @classmethod
-    def _credential_names(cls, value: Mapping[str, CredentialConfig]) -> Mapping[str, CredentialConfig]:
+    def _credential_names(cls, value: Mapping[str, AnyCredential]) -> Mapping[str, AnyCredential]:
         for name in value:
             if not _NAME.match(name):
                 raise ValueError(f"credential name {name!r}: letters, digits, '.', '_' or '-'")
@@ -159,6 +187,9 @@ class TetherConfig(_Model):
         """Problems with the secret sources, without reading values into messages."""
         problems = []
         for name, cred in self.credentials.items():
+            if isinstance(cred, MintedCredential):
+                problems.extend(cred.problems(name))
+                continue
             if cred.secret_file is not None and not cred.secret_file.is_file():
                 problems.append(f"credentials.{name}.secret_file: no such file: {cred.secret_file}")
             if cred.secret_env is not None and not os.environ.get(cred.secret_env):
@@ -203,12 +234,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             data[key] = rel(data[key])
     if isinstance(data.get("policy_files"), list):
         data["policy_files"] = [rel(p) for p in data["policy_files"]]
-    for section, key in (("credentials", "secret_file"), ("upstream_overrides", "ca_file")):
+    for section, suffix in (("credentials", "_file"), ("upstream_overrides", "ca_file")):
         entries = data.get(section)
         if isinstance(entries, dict):
             for entry in entries.values():
-                if isinstance(entry, dict) and key in entry:
-                    entry[key] = rel(entry[key])
+                if isinstance(entry, dict):
+                    for key in entry:
+                        if key.endswith(suffix):  # every credential file: secret, private key, ...
+                            entry[key] = rel(entry[key])
     if isinstance(data.get("sinks"), list):
         for sink in data["sinks"]:
             for key in ("secret_file", "ca_file"):
@@ -253,7 +286,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     except ValidationError as exc:
         raise ConfigError(
             [
-                f"{label}:{line_for(lines, err['loc'])}: {_where(err['loc'])}{err['msg']}"
+                f"{label}:{line_for(lines, _loc(err['loc']))}: {_where(_loc(err['loc']))}{err['msg']}"
                 for err in exc.errors()
             ]
         ) from None
@@ -261,6 +294,13 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     if problems:
         raise ConfigError([f"{label}:{line_for(lines, _loc_of(p))}: {p}" for p in problems])
     return config
+
+
+def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Without the union tag pydantic puts after a credential's name (credentials.gh.github_app.x)."""
+    if len(loc) > 2 and loc[0] == "credentials" and loc[2] in CREDENTIAL_TYPES:
+        return loc[:2] + loc[3:]
+    return loc
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

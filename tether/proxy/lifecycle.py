@@ -106,6 +106,7 @@ class Lifecycle:
                 await self.monitor.stop()
             if self.shipping is not None:
                 await self.shipping.stop()  # after run.ended, so it is shipped too
+            await self.holder.runtime.broker.close()
             self.holder.runtime.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -142,9 +143,10 @@ class Lifecycle:
     async def _sweep_tokens(self, rt: Runtime) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            for token in rt.broker.sweep():
-                run = rt.runs.get(token.key.run_id) or RunContext(run_id=token.key.run_id, origin="forgotten")
-                await _record_quietly(rt, "token.expired", run, **rt.recorder.token_fields(token))
+            for retired in await rt.broker.sweep():
+                run_id = retired.token.key.run_id
+                run = rt.runs.get(run_id) or RunContext(run_id=run_id, origin="forgotten")
+                await _record_quietly(rt, "token.expired", run, **rt.recorder.retired_fields(retired))
 
     @staticmethod
     async def _end_runs(rt: Runtime) -> None:
@@ -157,8 +159,10 @@ async def end_run(rt: Runtime, run_id: str) -> bool:
     run = rt.runs.get(run_id)
     if run is None:
         return False
-    for token in await rt.broker.end_run(run_id):
-        await _record_quietly(rt, "token.revoked", run, **rt.recorder.token_fields(token))
+    for retired in await rt.broker.end_run(run_id):
+        await _record_quietly(
+            rt, "token.revoked", run, **rt.recorder.retired_fields(retired, reason="run_ended")
+        )
     if run.active:
         ended = rt.runs.end(run_id) or run
         await _record_quietly(rt, "run.ended", ended)
