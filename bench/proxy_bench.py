@@ -14,7 +14,8 @@ Per-feature cost, the same tether with less switched on (the ledger cannot be sw
 it on a tmpfs, where fsync costs nothing, so what remains is building, hashing and storing events):
   tether-policy  the host as plain egress: policy decision, no credential, ledger on tmpfs;
   tether-inject  + the GitHub provider: token issue and bearer injection, tagging, ledger on tmpfs;
-  tether         + the durable ledger on disk (the row above).
+  tether         + the durable ledger on disk (the row above);
+  tether-ship    + shipping every event to a sink (the file sink: the shipper's own cost, no network).
 A load generator in its own process (so it shares no GIL with a proxy) drives each target at
 concurrency 1 and 16 over keep-alive HTTP/1.1 connections (CONNECT + TLS through the proxies). The
 cells run in interleaved rounds, so drift on a shared machine hits every target alike.
@@ -52,11 +53,12 @@ ZEN_BODY = b'{"zen":"Non-blocking is better than blocking."}'
 # The upstream says in this header whether tether's injected bearer secret reached it.
 CREDENTIAL_HEADER = "x-bench-credential"
 CONCURRENCIES = (1, 16)
-TARGETS = ("direct", "mitmdump", "tether-policy", "tether-inject", "tether")
+TARGETS = ("direct", "mitmdump", "tether-policy", "tether-inject", "tether", "tether-ship")
 FEATURES = {  # target -> what it adds over the row before it
     "tether-policy": "policy decision + ledger on tmpfs (no fsync)",
     "tether-inject": "+ credential issue/injection, tagging",
     "tether": "+ durable ledger (fsync on disk)",
+    "tether-ship": "+ shipping every event to a SIEM sink (file sink, JSON Lines)",
 }
 VOLATILE_DIR = Path("/dev/shm")
 BASELINE = "mitmdump"
@@ -372,8 +374,10 @@ def _tether(
         policy["providers"] = {
             "github": {"credential": "bench-github", "scopes": ["repo:read"], "ttl_seconds": 900}
         }
+    if variant == "tether-ship":
+        config["sinks"] = [{"name": "bench-file", "type": "file", "path": str(directory / "shipped.jsonl")}]
     volatile = None
-    if variant != "tether":
+    if variant in ("tether-policy", "tether-inject"):
         volatile = Path(tempfile.mkdtemp(prefix="tether-bench-", dir=VOLATILE_DIR))
         config["ledger_path"] = str(volatile / "ledger.db")
     sidecar = sidecar_class(directory, config, policy, agent_name="bench-agent")

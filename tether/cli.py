@@ -16,6 +16,7 @@ from tether.analysis import cli as analysis_cli
 from tether.config import ConfigError, TetherConfig, load_config
 from tether.ledger.store import LedgerError
 from tether.ops import cli as ops_cli
+from tether.sinks import cli as sinks_cli
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy_sub.add_parser("schema", help="Print the policy JSON Schema.")
     ops_cli.register(command, _config)
     analysis_cli.register_policy_suggest(policy_sub)
+    sinks_cli.register(sub, _config, _ledger_path)
     return parser
 
 

@@ -34,6 +34,7 @@ from tether.credential_types import (
     OAuth2Credential,
     SlackCredential,
 )
+from tether.sinks.config import SinkConfig, check_unique
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
@@ -143,6 +144,7 @@ class TetherConfig(_Model):
         None,
         description="Also write the CA certificate (never its key) here, e.g. a volume the agent mounts.",
     )
+    sinks: tuple[SinkConfig, ...] = Field((), description="SIEM destinations the ledger is shipped to.")
 
     @field_validator("proxy_listen", "api_listen")
     @classmethod
@@ -169,6 +171,11 @@ class TetherConfig(_Model):
     @classmethod
     def _override_hosts(cls, value: Mapping[str, UpstreamOverride]) -> Mapping[str, UpstreamOverride]:
         return {host.lower(): override for host, override in value.items()}
+
+    @field_validator("sinks")
+    @classmethod
+    def _sink_names(cls, value: tuple[SinkConfig, ...]) -> tuple[SinkConfig, ...]:
+        return check_unique(value)
 
     @property
     def mode(self) -> str:
@@ -213,6 +220,8 @@ class TetherConfig(_Model):
         for host, override in self.upstream_overrides.items():
             if override.ca_file is not None and not override.ca_file.is_file():
                 problems.append(f"upstream_overrides.{host}.ca_file: no such file: {override.ca_file}")
+        for index, sink in enumerate(self.sinks):
+            problems.extend(sink.secret_problems(f"sinks.{index}"))
         return problems
 
 
@@ -259,6 +268,18 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
                     for key in entry:
                         if key.endswith(suffix):  # every credential file: secret, private key, ...
                             entry[key] = rel(entry[key])
+    if isinstance(data.get("sinks"), list):
+        for sink in data["sinks"]:
+            for key in ("secret_file", "ca_file"):
+                if isinstance(sink, dict) and key in sink:
+                    sink[key] = rel(sink[key])
+            if (
+                isinstance(sink, dict)
+                and sink.get("type") == "file"
+                and isinstance(sink.get("path"), str)
+                and sink["path"] != "-"
+            ):
+                sink["path"] = rel(sink["path"])
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> TetherConfig:
@@ -312,8 +333,8 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) + ": " if loc else ""
 
 
-def _loc_of(problem: str) -> tuple[str, ...]:
-    return tuple(problem.split(":", 1)[0].split("."))
+def _loc_of(problem: str) -> tuple[str | int, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in problem.split(":", 1)[0].split("."))
 
 
 def new_run_id() -> str:

@@ -176,3 +176,20 @@ def test_operator_supplied_ca_is_used_and_its_certificate_exported(make_tether, 
         s.verify = str(exported)
         assert s.get(f"{API}/zen").status_code == 200
     assert tether.api("GET", "/readyz").status_code == 200
+
+
+def test_sinks_report_lag_and_dead_letters_on_metrics_and_readyz(make_tether, tmp_path):
+    sink = {"name": "archive", "type": "file", "path": str(tmp_path / "shipped.jsonl"), "flush_seconds": 0.2}
+    tether = make_tether(sinks=[sink])
+    with tether.session() as s:
+        assert s.get(f"{API}/zen").status_code == 200
+    deadline = time.monotonic() + 20
+    while 'tether_sink_lag_events{sink="archive"} 0.0' not in tether.api("GET", "/metrics").text:
+        assert time.monotonic() < deadline, "the file sink never caught up"
+        time.sleep(0.2)
+    text = tether.api("GET", "/metrics").text
+    assert 'tether_sink_dead_letters{sink="archive"} 0.0' in text
+    ready = tether.api("GET", "/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["sink:archive"] == "ok"
+    shipped = [json.loads(line) for line in (tmp_path / "shipped.jsonl").read_text().splitlines()]
+    assert any(e["event_type"] == "api.response" for e in shipped)

@@ -90,3 +90,39 @@ def test_json_formatter_writes_one_object_per_record() -> None:
     assert entry["level"] == "error" and entry["msg"] == "failed: x" and entry["flow_id"] == "f1"
     assert entry["ts"].endswith("Z")
     assert "ValueError" in entry["exc"] and "s3cr3t" not in entry["exc"]
+
+
+class FakeState:
+    def __init__(self) -> None:
+        self.head, self.delivered = 10, 4
+
+    def last_seq(self) -> int:
+        return self.head
+
+    def cursor(self, sink: str) -> int:
+        return self.delivered
+
+    def dead_letters(self, sink: str) -> list[object]:
+        return [object(), object()]
+
+
+def test_shipper_probe_is_stuck_only_when_the_cursor_stops_with_events_waiting() -> None:
+    from types import SimpleNamespace
+
+    from tether.ops import sinkprobe
+
+    clock = [100.0]
+    state = FakeState()
+    shipper = SimpleNamespace(name="hec", state=state, stats=SimpleNamespace(last_error="HTTP 503"))
+    probe = sinkprobe.ShipperProbe(shipper, stuck_seconds=60, clock=lambda: clock[0])  # type: ignore[arg-type]
+    assert (probe.lag_events(), probe.dead_letters()) == (6, 2)
+    assert probe.stuck() is None
+    clock[0] += 61
+    assert probe.stuck() == "nothing delivered for 61s, 6 event(s) waiting: HTTP 503"
+    state.delivered = 8  # progress: not stuck, and the clock starts again
+    assert probe.stuck() is None
+    clock[0] += 30
+    assert probe.stuck() is None
+    state.delivered = state.head  # caught up: never stuck
+    clock[0] += 600
+    assert probe.stuck() is None

@@ -1,5 +1,5 @@
 """Lifecycle addon: builds the sidecar's services from `tether_config`, runs the control API, the policy
-watcher and the token sweeper, and closes the ledger on shutdown."""
+watcher, the token sweeper and the SIEM shippers, and closes the ledger on shutdown."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from tether.config import ConfigError, TetherConfig, load_config
 from tether.context import RunContext, RunRegistry
 from tether.gateway import Agent, AgentsError
 from tether.ledger.store import LedgerError
+from tether.ops.sinkprobe import ShipperProbe
 from tether.policy.loader import PolicyError
 from tether.policy.reload import ReloadResult
 from tether.proxy.anomalies import AnomalyMonitor
 from tether.proxy.holder import Holder
 from tether.proxy.runtime import Runtime
+from tether.sinks.service import Shipping, start_shipping
 
 log = logging.getLogger("tether")
 
@@ -53,6 +55,7 @@ class Lifecycle:
         self.tasks: list[asyncio.Task[None]] = []
         self.api: Any = None
         self.monitor: AnomalyMonitor | None = None
+        self.shipping: Shipping | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -92,6 +95,9 @@ class Lifecycle:
             self.monitor.start()
         await self._record_start(rt)
         self.api = await start_api(rt)
+        self.shipping = start_shipping(rt)
+        for shipper in self.shipping.shippers if self.shipping is not None else []:
+            rt.ops.add_sink(ShipperProbe(shipper))  # lag, dead letters and "stuck" for /metrics, /readyz
         self._spawn(self._watch_policies(rt))
         if rt.gateway is not None:
             self._spawn(self._watch_agents(rt))
@@ -109,6 +115,8 @@ class Lifecycle:
             await end_all_runs(self.holder.runtime)
             if self.monitor is not None:
                 await self.monitor.stop()
+            if self.shipping is not None:
+                await self.shipping.stop()  # after run.ended, so it is shipped too
             await self.holder.runtime.broker.close()
             self.holder.runtime.close()
 
