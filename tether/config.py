@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tether.ledger.settings import LedgerSettings
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
@@ -96,6 +97,7 @@ class TetherConfig(_Model):
     max_body_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Larger request bodies get 413 (responses: 1 GiB backstop)."
     )
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     @field_validator("proxy_listen", "api_listen")
     @classmethod
@@ -154,6 +156,11 @@ class TetherConfig(_Model):
                 problems.append(
                     f"credentials.{name}.secret_env: environment variable {cred.secret_env} is unset"
                 )
+        token_file, token_env = self.ledger.admin_token_file, self.ledger.admin_token_env
+        if token_file is not None and not token_file.is_file():
+            problems.append(f"ledger.admin_token_file: no such file: {token_file}")
+        if token_env is not None and not os.environ.get(token_env):
+            problems.append(f"ledger.admin_token_env: environment variable {token_env} is unset")
         for host, override in self.upstream_overrides.items():
             if override.ca_file is not None and not override.ca_file.is_file():
                 problems.append(f"upstream_overrides.{host}.ca_file: no such file: {override.ca_file}")
@@ -190,6 +197,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             data[key] = rel(data[key])
     if isinstance(data.get("policy_files"), list):
         data["policy_files"] = [rel(p) for p in data["policy_files"]]
+    ledger = data.get("ledger")
+    if isinstance(ledger, dict):
+        for key in ("signing_key_file", "witness_file", "admin_token_file"):
+            if key in ledger:
+                ledger[key] = rel(ledger[key])
     for section, key in (("credentials", "secret_file"), ("upstream_overrides", "ca_file")):
         entries = data.get(section)
         if isinstance(entries, dict):

@@ -5,7 +5,13 @@ last at or before `until`), so an auditor can recompute every hash of the range.
 
 - events: each stored event as stored (canonical JSON including chain_id, seq, prev_hash and hash);
 - digests: `{"seq": n, "timestamp": "...", "leaf": "<hex>"}` per event (DESIGN.md): enough, with the
-  signed checkpoints around the range, to recompute the chain without seeing any event.
+  signed checkpoints around the range, to recompute the chain without seeing any event. The file starts
+  with one header line `{"export": {"chain_id", "from", "to", "first_seq", "last_seq", "ledger_size"}}`,
+  then the checkpoints of the exported span as `{"checkpoint": <ledger.checkpoint event>}` lines, then
+  the digest lines. The span is widened to the checkpoints that bracket the range: it starts at the
+  last checkpoint at or before the range (or seq 0) and ends at the first checkpoint after it (or the
+  end of the ledger), so `tether verify --digests` can check every hash against a signed one.
+  The `seq` of a digest line is the seq the event claims (part of its leaf), so a moved event shows.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .chain import entry_bytes, leaf_hash
+from .checkpoint import CHECKPOINT_EVENT, anchor, closing_checkpoint
 from .record import StoredRow, decode_body
 from .store import Ledger, LedgerError
 
@@ -46,17 +53,46 @@ def digest_line(seq: int, timestamp: str, leaf: bytes) -> str:
 def export_digests(
     source: Ledger | Path | str, out: TextIO, *, since: str | None = None, until: str | None = None
 ) -> int:
-    """Write one digest line per event from `since` to `until` of `source` to `out`; returns the count."""
+    """Write the header, the checkpoints and one digest line per event of the span bracketing `since` to
+    `until` (see the module docstring) of `source` to `out`; returns the number of digest lines."""
+    ledger = source if isinstance(source, Ledger) else Ledger.open_readonly(source)
+    size = ledger.head()[0] + 1
+    if since is None and until is None:
+        bounds = (0, size - 1) if size else None
+    else:
+        bounds = ledger.seq_range(since=since, until=until)
+    first, last = size, size - 1  # nothing to export
+    if bounds is not None:
+        first = anchor(ledger, bounds[0])[0]
+        closing = closing_checkpoint(ledger, bounds[1])
+        last = closing if closing is not None else size - 1
+    header = {
+        "chain_id": ledger.chain_id,
+        "from": since,
+        "to": until,
+        "first_seq": first,
+        "last_seq": last,
+        "ledger_size": size,
+    }
+    out.write(json.dumps({"export": header}) + "\n")
+    if first > last:
+        return 0
+    checkpoints = ledger._read(
+        "SELECT body FROM events WHERE event_type = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+        (CHECKPOINT_EVENT, first, last),
+    )
+    for (body,) in checkpoints:
+        out.write(f'{{"checkpoint":{body}}}\n')
     count = 0
-    for row in _rows(source, since, until):
+    for row in ledger.iter_rows(first_seq=first, last_seq=last):
         try:
             event = decode_body(row.body)
             leaf = leaf_hash(entry_bytes(event))
-            timestamp = event["timestamp"]
+            timestamp, seq = event["timestamp"], event["seq"]
         except (ValueError, KeyError) as exc:
             raise LedgerError(
                 f"stored event seq {row.seq} is unreadable ({exc}); run `tether verify`"
             ) from None
-        out.write(digest_line(row.seq, timestamp, leaf) + "\n")
+        out.write(digest_line(seq if type(seq) is int else row.seq, timestamp, leaf) + "\n")
         count += 1
     return count

@@ -15,6 +15,7 @@ from mitmproxy.addonmanager import Loader
 
 from tether.config import ConfigError, TetherConfig, load_config
 from tether.context import RunContext
+from tether.ledger.signing import SigningKeyError
 from tether.ledger.store import LedgerError
 from tether.policy.loader import PolicyError
 from tether.policy.reload import ReloadResult
@@ -72,6 +73,8 @@ class Lifecycle:
             raise exceptions.OptionsError("invalid policy:\n" + str(exc)) from None
         except LedgerError as exc:
             raise exceptions.OptionsError(f"cannot open the ledger: {exc}") from None
+        except SigningKeyError as exc:
+            raise exceptions.OptionsError(f"cannot use the ledger signing key: {exc}") from None
         self.holder.set(runtime)
         ctx.options.update(**mitmproxy_options(config, runtime))
 
@@ -83,6 +86,8 @@ class Lifecycle:
         self.api = await start_api(rt)
         self._spawn(self._watch_policies(rt))
         self._spawn(self._sweep_tokens(rt))
+        if rt.checkpointer is not None:
+            self._spawn(rt.checkpointer.run())
 
     async def done(self) -> None:
         for task in self.tasks:
@@ -94,6 +99,8 @@ class Lifecycle:
             await self.api.cleanup()
         if self.holder.ready:
             await self._end_runs(self.holder.runtime)
+            if self.holder.runtime.checkpointer is not None:
+                await self.holder.runtime.checkpointer.aclose()  # the final checkpoint covers everything
             self.holder.runtime.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
