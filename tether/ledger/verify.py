@@ -179,7 +179,9 @@ def verify_digests(
     first = next(items, None)
     if first is None:
         return VerifyResult(ok=True, events_checked=0, chain_id=chain_id)
-    start, start_hash = first.seq, GENESIS
+    start, start_hash = header.get("first_seq", first.seq), GENESIS
+    if type(start) is not int or start < 0:
+        raise DigestFileError(f"{path}: bad first_seq in the export header")
     if start > 0:
         anchor = next((cp for cp in checkpoints if cp.seq == start), None)
         if anchor is None:
@@ -196,7 +198,7 @@ def verify_digests(
 
     try:
         next_seq, last_hash, last_ts = walk.run(all_items(), start, start_hash)
-        to_end = header.get("until") is None
+        to_end = header.get("to") is None
         ledger_size = next_seq if to_end else int(header.get("ledger_size") or next_seq)
         walk.truncated(max(ledger_size, next_seq), last_ts)
     except Tampered as problem:
