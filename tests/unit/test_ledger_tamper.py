@@ -37,6 +37,9 @@ CHECKPOINTS = (10, 21, 32, 37)
 
 
 class Signed:
+    chain_id: str
+    key: Verifier
+
     def __init__(self, root: Path, template: Signed | None = None) -> None:
         self.path = root / "ledger.db"
         self.witness_path = root / "witness.jsonl"
@@ -63,7 +66,7 @@ class Signed:
                         )
                     )
                 time.sleep(0.002)  # distinct millisecond timestamps, so time ranges select exact seqs
-            self.key: Verifier = keys.current().verifier
+            self.key = keys.current().verifier
 
     def timestamp(self, seq: int) -> str:
         return str(decode_body(body_of(self.path, seq))["timestamp"])
