@@ -72,7 +72,7 @@ class Verifier:
 
 def parse_verifier(text: str) -> Verifier:
     """A verifier from its C2SP text; SigningKeyError if malformed or if its key id does not match."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # base64 may itself contain "+"
     if len(parts) != 3:
         raise SigningKeyError("a verifier key looks like <name>+<8 hex digits>+<base64>")
     name, hex_id, encoded = parts
