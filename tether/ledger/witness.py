@@ -65,7 +65,7 @@ class FileWitness:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        removed = repair_torn_tail(path)
+        removed = repair_torn_tail(path)  # before appending after it
         if removed:
             log.warning("witness file %s: removed a torn last line (%d bytes) left by a crash", path, removed)
         self._tasks: set[asyncio.Task[None]] = set()

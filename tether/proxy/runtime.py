@@ -24,6 +24,7 @@ from tether.config import TetherConfig
 from tether.context import RunContext, RunRegistry
 from tether.ledger.checkpoint import Checkpointer, CheckpointSchedule, KeySource, Witness
 from tether.ledger.events import new_event
+from tether.ledger.repair import recover
 from tether.ledger.store import Ledger
 from tether.policy.reload import PolicyStore
 
@@ -125,6 +126,7 @@ class Runtime:
         environ = os.environ if environ is None else environ
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         catalog = load_catalog()
+        recover(config.effective_ledger_path)
         ledger = Ledger(config.effective_ledger_path)
         try:
             checkpointer = build_checkpointer(config, ledger)
