@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +79,19 @@ def test_schedule_by_count_when_idle_and_on_close(ledger: Ledger, tmp_path: Path
             await asyncio.sleep(0.02)
 
     async def main() -> None:
-        checkpointer = Checkpointer(ledger, keys, schedule, [witness])
-        task = asyncio.create_task(checkpointer.run())
+        by_count = Checkpointer(ledger, keys, replace(schedule, idle_seconds=3600), [witness])
+        task = asyncio.create_task(by_count.run())
         for _ in range(10):
             await ledger.append(request())
-        await asyncio.wait_for(until_checkpoints(1), 30)  # by count
+        await asyncio.wait_for(until_checkpoints(1), 30)
+        task.cancel()
         for _ in range(5):
             await ledger.append(request())
-        await asyncio.wait_for(until_checkpoints(2), 30)  # when traffic stopped
+        when_idle = Checkpointer(ledger, keys, replace(schedule, every_events=1000), [witness])
+        task = asyncio.create_task(when_idle.run())
+        await asyncio.wait_for(until_checkpoints(2), 30)
         task.cancel()
-        await checkpointer.aclose()  # the last one
+        await when_idle.aclose()  # the last one
 
     asyncio.run(main())
     assert checkpoint_sizes() == [10, 16, 17]

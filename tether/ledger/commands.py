@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tether.config import TetherConfig
 
+from .archive import ArchiveError, Archiver, S3Archive, archive_end
 from .audit import VerifyResult
 from .checkpoint import CHECKPOINT_EVENT, Checkpoint, Checkpointer, KeySource, rotate_key
 from .signing import SigningKeyError, Verifier, read_verifiers
@@ -38,6 +39,12 @@ def add_verify_arguments(verify: argparse.ArgumentParser) -> None:
     verify.add_argument(
         "--digests", type=Path, help="Auditor mode: verify this `tether export digests` file, no raw events."
     )
+    verify.add_argument(
+        "--archive",
+        metavar="S3_URL",
+        help="Verify the archive at s3://bucket/prefix and the ledger as one chain.",
+    )
+    verify.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default: from the config)")
 
 
 def _trusted(args: argparse.Namespace, config: ConfigLoader, ledger: Path | None) -> list[Verifier]:
@@ -54,6 +61,13 @@ def _trusted(args: argparse.Namespace, config: ConfigLoader, ledger: Path | None
     if reader._read_one("SELECT 1 FROM events WHERE event_type = ? LIMIT 1", (CHECKPOINT_EVENT,)):
         raise SigningKeyError("no local signing key found to check the checkpoints: pass --pubkey FILE")
     return []
+
+
+def _archive(args: argparse.Namespace, config: ConfigLoader, chain_id: str) -> S3Archive:
+    settings = config(args).ledger.archive
+    endpoint = args.s3_endpoint or (settings.endpoint_url if settings is not None else None)
+    region = settings.region if settings is not None else None
+    return S3Archive(args.archive, chain_id, endpoint_url=endpoint, region=region)
 
 
 class _Progress:
@@ -103,14 +117,19 @@ def run_verify(args: argparse.Namespace, config: ConfigLoader, ledger_path: Path
         result = verify_digests(args.digests, keys=keys, witness=_witness(args, None), progress=progress)
     else:
         path = ledger_path(args)
-        result = verify_ledger(
-            path,
-            since=args.since,
-            until=args.until,
-            keys=_trusted(args, config, path),
-            witness=_witness(args, Ledger.open_readonly(path).chain_id),
-            progress=progress,
-        )
+        chain_id = Ledger.open_readonly(path).chain_id
+        try:
+            result = verify_ledger(
+                path,
+                since=args.since,
+                until=args.until,
+                keys=_trusted(args, config, path),
+                witness=_witness(args, chain_id),
+                progress=progress,
+                archive=_archive(args, config, chain_id) if args.archive else None,
+            )
+        except ArchiveError as exc:
+            raise ValueError(str(exc)) from None
     print(json.dumps(result.to_json()) if args.json else describe(result))
     return EXIT_OK if result.ok else EXIT_FAIL
 
@@ -123,6 +142,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: C
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_sub.add_parser("pubkey", help="Print the checkpoint verifier key (C2SP form) for auditors.")
     ledger_sub.add_parser("checkpoint", help="Write a signed checkpoint now.")
+    ledger_sub.add_parser("archive", help="Archive sealed segments now (and prune, as configured).")
     ledger_sub.add_parser(
         "rotate-key", help="Replace the signing key; the last checkpoints under the old key name the new one."
     )
@@ -148,6 +168,19 @@ def run_ledger(args: argparse.Namespace, config: ConfigLoader) -> int:
     with Ledger(path) as ledger:
         keys = _key_source(args, cfg, ledger.chain_id)
         witness = [FileWitness(cfg.ledger.witness_file)] if cfg.ledger.witness_file is not None else []
+        if args.ledger_command == "archive":
+            settings = cfg.ledger.archive
+            if settings is None:
+                raise ValueError("no `ledger.archive` section in the config")
+            archive = S3Archive(
+                settings.url, ledger.chain_id, endpoint_url=settings.endpoint_url, region=settings.region
+            )
+            try:
+                Archiver(ledger, archive, keys, settings).run_once()
+            except ArchiveError as exc:
+                raise ValueError(str(exc)) from None
+            print(f"archived through seq {archive_end(archive) - 1} to {settings.url}")
+            return EXIT_OK
         if args.ledger_command == "checkpoint":
             event = Checkpointer(ledger, keys, witnesses=witness).checkpoint_sync()
             print(f"checkpoint at seq {event['seq']} covers {event['detail']['size']} events")

@@ -8,6 +8,28 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+class ArchiveSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="s3://bucket/prefix: where sealed segments and their manifests go.")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, ...).")
+    region: str | None = Field(None, description="Region (default: boto3's configuration).")
+    interval_seconds: float = Field(300.0, ge=1, le=86_400, description="How often sealed segments go out.")
+    retention_days: int | None = Field(
+        None, ge=1, description="Object Lock retention (COMPLIANCE) of archived objects; none: legal hold."
+    )
+    local_retention_days: float | None = Field(
+        None, ge=0, description="Prune local events older than this once archived and confirmed; none: keep."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        if not value.startswith("s3://") or not value[5:].split("/", 1)[0]:
+            raise ValueError("archive url must look like s3://bucket/prefix")
+        return value
+
+
 class LedgerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,6 +51,7 @@ class LedgerSettings(BaseModel):
         None, description="File holding the admin token for GET /v1/verify and /v1/export/digests."
     )
     admin_token_env: str | None = Field(None, description="Environment variable holding the admin token.")
+    archive: ArchiveSettings | None = Field(None, description="Archive sealed segments to S3 (and prune).")
 
     @field_validator("witness_url")
     @classmethod

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .archive import ArchiveTampered, S3Archive, archived_rows, pruned_through
 from .audit import Item, Tampered, VerifyResult, Walk
 from .chain import GENESIS
 from .checkpoint import CHECKPOINT_EVENT, Checkpoint, CheckpointError, anchor, closing_checkpoint, from_event
@@ -82,26 +83,50 @@ def verify_ledger(
     keys: Iterable[Verifier] = (),
     witness: Iterable[Checkpoint] = (),
     progress: Progress | None = None,
+    archive: S3Archive | None = None,
 ) -> VerifyResult:
-    """Verify the ledger at `path` (all of it, or the events from `since` to `until`, inclusive).
+    """Verify the ledger at `path` (all of it, or the events from `since` to `until`, inclusive). With
+    `archive`, the archived segments first and then the local events, as one chain.
 
-    Raises LedgerError if it cannot be read, ValueError for a malformed time.
+    Raises LedgerError if it cannot be read, ValueError for a malformed time, ArchiveError when the
+    archive cannot be read.
     """
     ledger = Ledger.open_readonly(path)
     chain_id = ledger.chain_id
+    keys = list(keys)
+    pruned = pruned_through(ledger.path)
     start, start_hash, end = 0, GENESIS, None
+    if archive is not None and (since is not None or until is not None):
+        raise ValueError("--archive verifies the whole chain: drop --from/--to")
     if since is not None or until is not None:
         bounds = ledger.seq_range(since=since, until=until)
         if bounds is None:
             return VerifyResult(ok=True, events_checked=0, chain_id=chain_id)
         start, start_hash = anchor(ledger, bounds[0])
         end = closing_checkpoint(ledger, bounds[1])
-    checkpoints, malformed = _checkpoint_rows(ledger, start, end)
-    walk = Walk(chain_id, keys, checkpoints, witness, progress=progress)
-    items = (
-        _stored_item(row, chain_id, malformed.get(row.seq))
-        for row in ledger.iter_rows(first_seq=start, last_seq=end)
-    )
+    elif pruned is not None and archive is None:
+        start, start_hash = anchor(ledger, pruned + 1)  # pruning keeps the checkpoint it ends before
+    walk = Walk(chain_id, keys, [], witness, progress=progress)
+
+    def local(first: int) -> Iterator[Item]:
+        checkpoints, malformed = _checkpoint_rows(ledger, first, end)
+        walk.checkpoints.update((cp.seq, cp) for cp in checkpoints)
+        for row in ledger.iter_rows(first_seq=first, last_seq=end):
+            yield _stored_item(row, chain_id, malformed.get(row.seq))
+
+    def archived_then_local(source: S3Archive) -> Iterator[Item]:
+        following = 0
+        try:
+            for row, checkpoint in archived_rows(source, keys, chain_id):
+                if checkpoint is not None:
+                    walk.checkpoints[checkpoint.seq] = checkpoint
+                following = row.seq + 1
+                yield _stored_item(row, chain_id, None)
+        except ArchiveTampered as problem:
+            raise Tampered(problem.reason, problem.seq, f"archive: {problem.detail}") from None
+        yield from local(following)
+
+    items = local(start) if archive is None else archived_then_local(archive)
     try:
         next_seq, last_hash, last_ts = walk.run(items, start, start_hash)
         walk.truncated(ledger.head()[0] + 1, last_ts)

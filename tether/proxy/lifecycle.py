@@ -88,6 +88,8 @@ class Lifecycle:
         self._spawn(self._sweep_tokens(rt))
         if rt.checkpointer is not None:
             self._spawn(rt.checkpointer.run())
+        if rt.archiver is not None:
+            self._spawn(rt.archiver.run())
 
     async def done(self) -> None:
         for task in self.tasks:

@@ -22,6 +22,7 @@ from tether.broker.base import Broker, IssuedToken, build_broker
 from tether.catalog import Catalog, load_catalog
 from tether.config import TetherConfig
 from tether.context import RunContext, RunRegistry
+from tether.ledger.archive import Archiver, S3Archive
 from tether.ledger.checkpoint import Checkpointer, CheckpointSchedule, KeySource, Witness
 from tether.ledger.events import new_event
 from tether.ledger.repair import recover
@@ -119,6 +120,7 @@ class Runtime:
     resolver: Resolver
     upstream_ca_bundle: Path | None
     checkpointer: Checkpointer | None = None
+    archiver: Archiver | None = None
 
     @classmethod
     def build(cls, config: TetherConfig, environ: Mapping[str, str] | None = None) -> Runtime:
@@ -130,6 +132,7 @@ class Runtime:
         ledger = Ledger(config.effective_ledger_path)
         try:
             checkpointer = build_checkpointer(config, ledger)
+            archiver = build_archiver(config, ledger, checkpointer.keys)
             policies = PolicyStore(list(config.policy_files), catalog)
         except BaseException:
             ledger.close()
@@ -145,6 +148,7 @@ class Runtime:
             resolver=Resolver(),
             upstream_ca_bundle=write_upstream_ca_bundle(config),
             checkpointer=checkpointer,
+            archiver=archiver,
         )
 
     def close(self) -> None:
@@ -171,6 +175,16 @@ def build_checkpointer(config: TetherConfig, ledger: Ledger) -> Checkpointer:
         idle_seconds=settings.checkpoint_idle_seconds,
     )
     return Checkpointer(ledger, keys, schedule, witnesses)
+
+
+def build_archiver(config: TetherConfig, ledger: Ledger, keys: KeySource) -> Archiver | None:
+    settings = config.ledger.archive
+    if settings is None:
+        return None
+    archive = S3Archive(
+        settings.url, ledger.chain_id, endpoint_url=settings.endpoint_url, region=settings.region
+    )
+    return Archiver(ledger, archive, keys, settings)
 
 
 def write_upstream_ca_bundle(config: TetherConfig) -> Path | None:
