@@ -19,6 +19,7 @@ from tether.ledger.checkpoint import (
     KeySource,
     checkpoint_text,
     from_event,
+    local_verifiers,
     rotate_key,
 )
 from tether.ledger.events import new_event
@@ -132,8 +133,12 @@ def test_key_rotation_carries_trust(ledger: Ledger, tmp_path: Path) -> None:
     result = verify_ledger(ledger.path, keys=[old_key])
     assert result.ok and result.checkpoints_checked == 4, result
     assert result.keys == sorted([old, new])
-    # Without the announcement, the new key is unknown to a verifier that trusts the old one only.
+    # A verifier that trusts only the new key cannot check the old key's checkpoints ...
     assert verify_ledger(ledger.path, keys=[keys.current().verifier]).reason == "unknown_key"
+    # ... the host's own verification trusts the current key and the ones it replaced.
+    local = local_verifiers(tmp_path / "key", ledger.chain_id)
+    assert [key.encode() for key in local] == [new, old]
+    assert verify_ledger(ledger.path, keys=local).ok
 
 
 def test_key_source_reloads_a_replaced_key_file(ledger: Ledger, tmp_path: Path) -> None:

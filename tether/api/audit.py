@@ -16,7 +16,7 @@ import tempfile
 
 from aiohttp import web
 
-from tether.ledger.checkpoint import Checkpointer
+from tether.ledger.checkpoint import Checkpointer, local_verifiers
 from tether.ledger.export import export_digests
 from tether.ledger.signing import SigningKeyError
 from tether.ledger.store import LedgerError
@@ -58,7 +58,7 @@ async def verify(request: web.Request, rt: Runtime, checkpointer: Checkpointer |
     witness_file = rt.config.ledger.witness_file
 
     def run() -> dict[str, object]:
-        keys = [checkpointer.keys.current().verifier] if checkpointer is not None else []
+        keys = local_verifiers(checkpointer.keys.path, rt.ledger.chain_id) if checkpointer is not None else []
         witness = read_witness_file(witness_file, rt.ledger.chain_id) if witness_file is not None else []
         return verify_ledger(rt.ledger.path, since=since, until=until, keys=keys, witness=witness).to_json()
 

@@ -99,8 +99,10 @@ class Walk:
         self.trusted = {v.encode(): v for v in trusted}
         self.checkpoints = {cp.seq: cp for cp in checkpoints}
         self.witness: dict[int, list[Checkpoint]] = {}
+        self.witnessed_events: dict[int, Checkpoint] = {}  # by the seq of the checkpoint event itself
         for cp in witness:
             self.witness.setdefault(cp.size, []).append(cp)
+            self.witnessed_events[cp.seq] = cp
         self.progress = progress
         self.pending_keys: list[tuple[int, str]] = []
         self.used_keys: set[str] = set()
@@ -219,6 +221,8 @@ class Walk:
             cp = self.checkpoints.get(expected)
             if cp is not None:
                 self._check_checkpoint(cp, expected, prev, item.leaf, prev_ts)
+            if expected in self.witnessed_events:
+                self._check_witnessed_event(self.witnessed_events[expected], hash_)
             prev = hash_
             prev_ts = item.timestamp
             expected += 1
@@ -249,18 +253,29 @@ class Walk:
             item.timestamp,
         )
 
+    def _check_witnessed_event(self, cp: Checkpoint, hash_: bytes) -> None:
+        """The witness holds the checkpoint event itself: the chain must hold the same event there."""
+        if cp.event.get("hash") != hash_.hex():
+            raise Tampered(
+                "modified",
+                cp.seq,
+                f"the checkpoint event at seq {cp.seq} differs from the witness's copy",
+                cp.timestamp,
+                cp.timestamp,
+            )
+
     def truncated(self, ledger_size: int, last_ts: str | None) -> None:
-        """Raise `truncated` for a witness checkpoint that covers more events than the ledger has."""
-        beyond = [cp for size, cps in self.witness.items() if size > ledger_size for cp in cps]
+        """Raise `truncated` for a witness checkpoint recorded at or beyond the ledger's end."""
+        beyond = [cp for seq, cp in self.witnessed_events.items() if seq >= ledger_size]
         if not beyond:
             return
-        cp = max(beyond, key=lambda c: c.size)
+        cp = max(beyond, key=lambda c: c.seq)
         self._signed(cp, "witness checkpoint")
         raise Tampered(
             "truncated",
             ledger_size,
-            f"a witness holds a checkpoint of size {cp.size} but the ledger ends at seq {ledger_size - 1}:"
-            f" {cp.size - ledger_size} or more events were removed from its end",
+            f"a witness holds the checkpoint recorded at seq {cp.seq} but the ledger ends at seq"
+            f" {ledger_size - 1}: {cp.seq + 1 - ledger_size} or more events were removed from its end",
             last_ts,
             cp.timestamp,
         )

@@ -32,7 +32,14 @@ from typing import Any, Protocol
 from .chain import GENESIS
 from .events import new_event
 from .record import decode_body
-from .signing import Signer, SigningKeyError, load_or_create_signer, parse_verifier, write_private_file
+from .signing import (
+    Signer,
+    SigningKeyError,
+    Verifier,
+    load_or_create_signer,
+    parse_verifier,
+    write_private_file,
+)
 from .store import Ledger, LedgerError
 
 log = logging.getLogger("tether.ledger")
@@ -166,6 +173,15 @@ class KeySource:
                     exc,
                 )
         return self._signer
+
+
+def local_verifiers(path: Path, chain_id: str) -> list[Verifier]:
+    """The verifier keys of the key file at `path` and of the keys it replaced (`rotate_key` keeps them
+    beside it as `<name>.<key id>.retired`): what `tether verify` trusts on the host that signs."""
+    found = [load_or_create_signer(path, origin(chain_id), create=False).verifier]
+    for retired in sorted(path.parent.glob(f"{path.name}.*.retired")):
+        found.append(load_or_create_signer(retired, origin(chain_id), create=False).verifier)
+    return found
 
 
 class Witness(Protocol):

@@ -71,10 +71,7 @@ def export_digests(
     `until` (see the module docstring) of `source` to `out`; returns the number of digest lines."""
     ledger = source if isinstance(source, Ledger) else Ledger.open_readonly(source)
     size = ledger.head()[0] + 1
-    if since is None and until is None:
-        bounds = (0, size - 1) if size else None
-    else:
-        bounds = ledger.seq_range(since=since, until=until)
+    bounds = ledger.seq_range(since=since, until=until)  # after pruning, the first stored seq is > 0
     first, last = size, size - 1  # nothing to export
     if bounds is not None:
         first = anchor(ledger, bounds[0])[0]
