@@ -4,7 +4,9 @@
   run without the checkpointer;
 - full verification (`tether verify`: every stored event re-hashed and checked, every checkpoint
   signature) in events/s;
-- digest export and digest-only verification (auditor mode) in events/s.
+- digest export and digest-only verification (auditor mode) in events/s;
+- archive throughput (events/s sealed, uploaded, read back and checked) and `verify --archive`, against
+  moto's S3 server on this machine (it shares the CPU: a floor, not what a real S3 endpoint gives).
 
     .venv/bin/python bench/integrity_bench.py [--events N] [--callers C] [--dir DIR] [--markdown]
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shutil
 import tempfile
 import time
@@ -55,6 +58,43 @@ def appends(path: Path, events: int, callers: int, checkpoints: bool) -> tuple[f
     return events / elapsed, written
 
 
+def archive_figures(path: Path, keys: KeySource) -> tuple[float, float]:
+    """(archived events/s, verified events/s with --archive) against a local moto S3 server."""
+    import os
+
+    import boto3  # type: ignore[import-untyped]
+    from moto.server import ThreadedMotoServer  # type: ignore[import-untyped]
+
+    from tether.ledger.archive import S3Archive, archive_segments
+    from tether.sandbox.sidecar import free_port
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request log lines
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "bench")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket="bench", ObjectLockEnabledForBucket=True
+        )
+        with Ledger(path) as ledger:
+            archive = S3Archive(
+                "s3://bench/tether", ledger.chain_id, endpoint_url=endpoint, region="us-east-1"
+            )
+            started = time.perf_counter()
+            written = archive_segments(ledger, archive, keys.current(), retention_days=1)
+            archived = sum(m.last_seq - m.first_seq + 1 for m in written) / (time.perf_counter() - started)
+            size = ledger.head()[0] + 1
+        verified = timed(
+            "archive", size, lambda: verify_ledger(path, keys=[keys.current().verifier], archive=archive)
+        )
+    finally:
+        server.stop()
+    return archived, verified
+
+
 def timed(label: str, count: int, func: object) -> float:
     started = time.perf_counter()
     func()  # type: ignore[operator]
@@ -73,9 +113,9 @@ def main() -> None:
         bare, _ = appends(scratch / "bare.db", args.events, args.callers, checkpoints=False)
         path = scratch / "signed.db"
         signed, checkpoints = appends(path, args.events, args.callers, checkpoints=True)
-        key = KeySource(path.with_suffix(".key"), Ledger.open_readonly(path).chain_id, create=False)
+        keys = KeySource(path.with_suffix(".key"), Ledger.open_readonly(path).chain_id, create=False)
         size = Ledger.open_readonly(path).head()[0] + 1
-        full = timed("verify", size, lambda: verify_ledger(path, keys=[key.current().verifier]))
+        full = timed("verify", size, lambda: verify_ledger(path, keys=[keys.current().verifier]))
         digests = scratch / "digests.jsonl"
 
         def export() -> None:
@@ -83,9 +123,10 @@ def main() -> None:
                 export_digests(path, out)
 
         exported = timed("export", size, export)
-        audited = timed("audit", size, lambda: verify_digests(digests, keys=[key.current().verifier]))
-        result = verify_digests(digests, keys=[key.current().verifier])
+        audited = timed("audit", size, lambda: verify_digests(digests, keys=[keys.current().verifier]))
+        result = verify_digests(digests, keys=[keys.current().verifier])
         assert result.ok and result.checkpoints_checked == checkpoints, result
+        archived, archive_verified = archive_figures(path, keys)
     finally:
         shutil.rmtree(scratch)
     rows = [
@@ -99,6 +140,8 @@ def main() -> None:
         ("full verification (`tether verify`), events/s", f"{full:,.0f}", ""),
         ("digest export (`tether export digests`), events/s", f"{exported:,.0f}", ""),
         ("digest-only verification (`tether verify --digests`), events/s", f"{audited:,.0f}", ""),
+        ("archive to S3 (moto server, Object Lock), events/s", f"{archived:,.0f}", ""),
+        ("verification across archive and ledger (`--archive`), events/s", f"{archive_verified:,.0f}", ""),
     ]
     if args.markdown:
         print(
