@@ -159,7 +159,9 @@ def test_torn_witness_line_is_cut_on_open(tmp_path: Path) -> None:
     assert path.read_text() == ""
 
 
-def test_url_witness_retries_until_delivered(ledger: Ledger, tmp_path: Path) -> None:
+def test_url_witness_retries_until_delivered(
+    ledger: Ledger, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     keys = KeySource(tmp_path / "key", ledger.chain_id, create=True)
     received: list[dict[str, Any]] = []
     attempts = 0
@@ -180,7 +182,7 @@ def test_url_witness_retries_until_delivered(ledger: Ledger, tmp_path: Path) -> 
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        witness = UrlWitness(f"http://127.0.0.1:{port}/witness")
+        witness = UrlWitness(f"http://user:s3cr3t@127.0.0.1:{port}/witness?token=s3cr3t")
         checkpointer = Checkpointer(ledger, keys, witnesses=[witness])
         await checkpointer.checkpoint()
         await checkpointer.checkpoint()
@@ -189,5 +191,6 @@ def test_url_witness_retries_until_delivered(ledger: Ledger, tmp_path: Path) -> 
 
     asyncio.run(main())
     assert attempts == 4
+    assert "retrying" in caplog.text and "s3cr3t" not in caplog.text  # no credential in the log
     assert [line["checkpoint"]["seq"] for line in received] == [0, 1]
     assert json.dumps(received[0]["checkpoint"]["detail"]["note"]).startswith('"tether/chn_')

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CHECKPOINT_EVENT, Checkpoint, CheckpointError, KeySource, from_event
+from .checkpoint import CHECKPOINT_EVENT, IS_CHECKPOINT, Checkpoint, CheckpointError, KeySource, from_event
 from .events import utc_timestamp_at
 from .record import BrokenChain, StoredRow, check_row, decode_body
 from .settings import ArchiveSettings
@@ -227,7 +227,7 @@ def archive_segments(
     ends = [
         seq - 1
         for (seq,) in ledger._read(
-            "SELECT seq FROM events WHERE event_type = ? AND seq > ? ORDER BY seq", (CHECKPOINT_EVENT, first)
+            f"SELECT seq FROM events WHERE {IS_CHECKPOINT} AND seq > ? ORDER BY seq", (first,)
         )
     ]
     lock = _lock(archive, retention_days) if ends else {}

@@ -45,6 +45,8 @@ from .store import Ledger, LedgerError
 log = logging.getLogger("tether.ledger")
 
 CHECKPOINT_EVENT = "ledger.checkpoint"
+# As a literal, so SQLite uses the partial index `events_checkpoints` (store.py).
+IS_CHECKPOINT = "event_type = 'ledger.checkpoint'"
 
 
 def origin(chain_id: str) -> str:
@@ -125,8 +127,8 @@ def checkpoint_event(
 
 def anchor(ledger: Ledger, first_seq: int) -> tuple[int, bytes]:
     """(seq, signed previous hash) of the last well-formed checkpoint at or before `first_seq`."""
-    sql = "SELECT body FROM events WHERE event_type = ? AND seq <= ? ORDER BY seq DESC LIMIT 20"
-    for (body,) in ledger._read(sql, (CHECKPOINT_EVENT, first_seq)):
+    sql = f"SELECT body FROM events WHERE {IS_CHECKPOINT} AND seq <= ? ORDER BY seq DESC LIMIT 20"
+    for (body,) in ledger._read(sql, (first_seq,)):
         try:
             cp = from_event(decode_body(body), ledger.chain_id)
         except (ValueError, CheckpointError):
@@ -136,9 +138,7 @@ def anchor(ledger: Ledger, first_seq: int) -> tuple[int, bytes]:
 
 
 def closing_checkpoint(ledger: Ledger, last_seq: int) -> int | None:
-    found = ledger._read_one(
-        "SELECT min(seq) FROM events WHERE event_type = ? AND seq > ?", (CHECKPOINT_EVENT, last_seq)
-    )
+    found = ledger._read_one(f"SELECT min(seq) FROM events WHERE {IS_CHECKPOINT} AND seq > ?", (last_seq,))
     return None if found is None or found[0] is None else int(found[0])
 
 

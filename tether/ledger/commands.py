@@ -16,7 +16,7 @@ from tether.config import TetherConfig
 
 from .archive import ArchiveError, Archiver, S3Archive, archive_end
 from .audit import VerifyResult
-from .checkpoint import CHECKPOINT_EVENT, Checkpoint, Checkpointer, KeySource, local_verifiers, rotate_key
+from .checkpoint import IS_CHECKPOINT, Checkpoint, Checkpointer, KeySource, local_verifiers, rotate_key
 from .signing import SigningKeyError, Verifier, read_verifiers
 from .store import Ledger
 from .witness import FileWitness, read_witness_file
@@ -58,7 +58,7 @@ def _trusted(args: argparse.Namespace, config: ConfigLoader, ledger: Path | None
     for path in (cfg.ledger.signing_key_path(cfg.state_dir), ledger.parent / "ledger-signing.key"):
         if path.is_file():
             return local_verifiers(path, reader.chain_id)
-    if reader._read_one("SELECT 1 FROM events WHERE event_type = ? LIMIT 1", (CHECKPOINT_EVENT,)):
+    if reader._read_one(f"SELECT 1 FROM events WHERE {IS_CHECKPOINT} LIMIT 1"):
         raise SigningKeyError("no local signing key found to check the checkpoints: pass --pubkey FILE")
     return []
 

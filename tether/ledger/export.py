@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .chain import entry_bytes, leaf_hash
-from .checkpoint import CHECKPOINT_EVENT, CheckpointError, anchor, closing_checkpoint, from_event
+from .checkpoint import IS_CHECKPOINT, CheckpointError, anchor, closing_checkpoint, from_event
 from .record import StoredRow, decode_body
 from .store import Ledger
 
@@ -89,8 +89,7 @@ def export_digests(
     if first > last:
         return 0
     checkpoints = ledger._read(
-        "SELECT body FROM events WHERE event_type = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-        (CHECKPOINT_EVENT, first, last),
+        f"SELECT body FROM events WHERE {IS_CHECKPOINT} AND seq BETWEEN ? AND ? ORDER BY seq", (first, last)
     )
     for (body,) in checkpoints:
         try:

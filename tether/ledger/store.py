@@ -65,6 +65,8 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS events_timestamp ON events (timestamp)",
     "CREATE INDEX IF NOT EXISTS events_run_id ON events (run_id)",
     "CREATE INDEX IF NOT EXISTS events_agent_name ON events (agent_name)",
+    # Verification, export and archiving look checkpoints up by seq (a partial index: a few rows).
+    "CREATE INDEX IF NOT EXISTS events_checkpoints ON events (seq) WHERE event_type = 'ledger.checkpoint'",
     *(
         f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} BEFORE {action} ON {table}"
         f" BEGIN SELECT RAISE(ABORT, 'ledger table {table} is append-only'); END"

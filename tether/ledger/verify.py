@@ -22,7 +22,7 @@ from typing import Any
 from .archive import ArchiveTampered, S3Archive, archived_rows, pruned_through
 from .audit import Item, Tampered, VerifyResult, Walk
 from .chain import GENESIS
-from .checkpoint import CHECKPOINT_EVENT, Checkpoint, CheckpointError, anchor, closing_checkpoint, from_event
+from .checkpoint import IS_CHECKPOINT, Checkpoint, CheckpointError, anchor, closing_checkpoint, from_event
 from .record import BrokenChain, StoredRow, check_row, decode_body
 from .signing import Verifier
 from .store import Ledger, LedgerError
@@ -63,8 +63,8 @@ def _stored_item(row: StoredRow, chain_id: str, malformed_checkpoint: str | None
 def _checkpoint_rows(ledger: Ledger, first: int, last: int | None) -> tuple[list[Checkpoint], dict[int, str]]:
     found: list[Checkpoint] = []
     malformed: dict[int, str] = {}
-    sql = "SELECT seq, body FROM events WHERE event_type = ? AND seq >= ?"
-    params: list[Any] = [CHECKPOINT_EVENT, first]
+    sql = f"SELECT seq, body FROM events WHERE {IS_CHECKPOINT} AND seq >= ?"
+    params: list[Any] = [first]
     if last is not None:
         sql, params = sql + " AND seq <= ?", [*params, last]
     for seq, body in ledger._read(sql + " ORDER BY seq", params):

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,9 @@ class UrlWitness:
         retry_max_seconds: float = 60.0,
     ) -> None:
         self.url = url
+        # For log lines: no credentials or query (a URL may carry a token).
+        split = urllib.parse.urlsplit(url)
+        self.label = f"{split.scheme}://{split.hostname}{f':{split.port}' if split.port else ''}{split.path}"
         self.headers = dict(headers or {})
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self.max_pending = max_pending
@@ -130,7 +134,7 @@ class UrlWitness:
         if len(self._pending) >= self.max_pending:
             self._pending.popleft()
             self.dropped += 1
-            log.error("witness %s unreachable: dropped the oldest undelivered checkpoint", self.url)
+            log.error("witness %s unreachable: dropped the oldest undelivered checkpoint", self.label)
         self._pending.append(event)
         self._wake.set()
         if self._task is None:
@@ -187,7 +191,7 @@ class UrlWitness:
                 await self._task
             if self._pending:
                 log.error(
-                    "witness %s: %d checkpoint(s) undelivered at shutdown", self.url, len(self._pending)
+                    "witness %s: %d checkpoint(s) undelivered at shutdown", self.label, len(self._pending)
                 )
         if self._session is not None:
             await self._session.close()
