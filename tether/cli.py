@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tether import __version__
+from tether.analysis import cli as analysis_cli
 from tether.config import ConfigError, TetherConfig, load_config
 from tether.ledger import commands as ledger_commands
 from tether.ledger.signing import SigningKeyError
@@ -112,7 +113,15 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
     ledger = Ledger.open_readonly(_ledger_path(args))
     try:
-        rows = timeline_rows(ledger, agent=args.agent, run=args.run, since=args.since, until=args.until)
+        rows = timeline_rows(
+            ledger,
+            agent=args.agent,
+            run=args.run,
+            since=args.since,
+            until=args.until,
+            provider=args.provider,
+            types=[name.strip() for value in args.type or () for name in value.split(",") if name.strip()],
+        )
         if args.json:
             for row in rows:
                 print(json.dumps(row))
@@ -127,6 +136,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
     from tether.policy.loader import main_check
     from tether.policy.schema import policy_json_schema
 
+    if args.policy_command == "suggest":
+        return analysis_cli.cmd_policy_suggest(args)
     if args.policy_command == "schema":
         print(json.dumps(policy_json_schema(), indent=2))
         return EXIT_OK
@@ -180,13 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--run")
     timeline.add_argument("--since")
     timeline.add_argument("--until")
+    timeline.add_argument("--provider", help="Only events of this provider (github, slack, ...)")
+    timeline.add_argument(
+        "--type",
+        action="append",
+        help="Only these event types, comma-separated or repeated; a family such as `token` means token.*",
+    )
     timeline.add_argument("--json", action="store_true")
     ledger_commands.register(sub, _config)
-    policy = command("policy", "Check policy files or print their JSON Schema.", cmd_policy, config=False)
+    analysis_cli.register(command)
+    policy = command(
+        "policy", "Check policy files, print their JSON Schema or suggest one.", cmd_policy, config=False
+    )
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="Validate policy files (exit 1 with file:line: message).")
     check.add_argument("files", nargs="+", type=Path)
     policy_sub.add_parser("schema", help="Print the policy JSON Schema.")
+    analysis_cli.register_policy_suggest(policy_sub)
     return parser
 
 
@@ -207,4 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, so that the UsageError raised by modules importing tether.cli
+    # (tether/analysis/cli.py) is the class main catches.
+    from tether.cli import main as package_main
+
+    sys.exit(package_main())

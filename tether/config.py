@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tether.analysis.settings import AnomalySettings
 from tether.ledger.settings import LedgerSettings
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
@@ -94,6 +95,9 @@ class TetherConfig(_Model):
     )
     upstream_overrides: Mapping[str, UpstreamOverride] = Field(default_factory=dict)
     upstream_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    anomalies: AnomalySettings = Field(
+        default_factory=AnomalySettings, description="Behavioural baselines and anomaly thresholds."
+    )
     max_body_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Larger request bodies get 413 (responses: 1 GiB backstop)."
     )

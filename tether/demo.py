@@ -6,6 +6,7 @@ upstream address overrides, and the secret tether injects is made up on the spot
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 import tempfile
@@ -83,6 +84,19 @@ def run_demo(keep: Path | None = None) -> int:
     verify = sidecar.cli("verify", "--ledger", str(sidecar.ledger_path))
     say(f"verify: {verify.stdout.strip() or verify.stderr.strip()}")
     say(f"ledger kept for inspection: {sidecar.ledger_path}")
+    runs = sidecar.cli("runs", "--ledger", str(sidecar.ledger_path), "--json").stdout.splitlines()
+    reviewed = [run["run_id"] for run in map(json.loads, runs) if run["task_context"] == "review-pr-7"]
+    report = directory / "report.html"
+    if (
+        reviewed
+        and sidecar.cli(
+            "report", reviewed[-1], "--ledger", str(sidecar.ledger_path), "-o", str(report)
+        ).returncode
+        == 0
+    ):
+        say(f"incident report of {reviewed[-1]} (open it in a browser): {report}")
+    else:
+        failures.append("tether report failed")
     if secret in sidecar.ledger_path.read_bytes().decode(errors="replace") + sidecar.log():
         failures.append("the injected secret appears in the ledger or the log")
     if verify.returncode != 0:

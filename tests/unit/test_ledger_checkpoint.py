@@ -84,13 +84,13 @@ def test_schedule_by_count_when_idle_and_on_close(ledger: Ledger, tmp_path: Path
         task = asyncio.create_task(by_count.run())
         for _ in range(10):
             await ledger.append(request())
-        await asyncio.wait_for(until_checkpoints(1), 30)
+        await asyncio.wait_for(until_checkpoints(1), 120)
         task.cancel()
         for _ in range(5):
             await ledger.append(request())
         when_idle = Checkpointer(ledger, keys, replace(schedule, every_events=1000), [witness])
         task = asyncio.create_task(when_idle.run())
-        await asyncio.wait_for(until_checkpoints(2), 30)
+        await asyncio.wait_for(until_checkpoints(2), 120)
         task.cancel()
         await when_idle.aclose()  # the last one
 
@@ -115,7 +115,7 @@ def test_heartbeat_checkpoints_when_nothing_happens(ledger: Ledger, tmp_path: Pa
             await asyncio.sleep(0.05)
         task.cancel()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    asyncio.run(asyncio.wait_for(main(), 120))
     assert sizes()[:3] == [0, 1, 2]  # no events: each checkpoint covers the one before
 
 

@@ -125,6 +125,10 @@ def test_intact_ledger_verifies_both_ways(ledger: Signed) -> None:
         assert (result.events_checked, result.checkpoints_checked, result.witness_checked) == (38, 4, 4)
         assert (result.signed_through, result.unsigned_tail) == (36, 1)
         assert result.keys == [ledger.key.encode()]
+    beside = verify_ledger(ledger.path)  # no keys given: the signing key beside the ledger
+    assert beside.ok and beside.checkpoints_checked == 4
+    stranger = Signer.generate(f"tether/{ledger.chain_id}").verifier
+    assert verify_ledger(ledger.path, keys=[stranger]).reason == "unknown_key"
 
 
 def test_one_byte_changed(ledger: Signed) -> None:

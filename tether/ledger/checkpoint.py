@@ -45,6 +45,7 @@ from .store import Ledger, LedgerError
 log = logging.getLogger("tether.ledger")
 
 CHECKPOINT_EVENT = "ledger.checkpoint"
+DEFAULT_KEY_FILE = "ledger-signing.key"  # in the state dir, beside the default ledger.db
 # As a literal, so SQLite uses the partial index `events_checkpoints` (store.py).
 IS_CHECKPOINT = "event_type = 'ledger.checkpoint'"
 

@@ -16,7 +16,15 @@ from tether.config import TetherConfig
 
 from .archive import ArchiveError, Archiver, S3Archive, archive_end
 from .audit import VerifyResult
-from .checkpoint import IS_CHECKPOINT, Checkpoint, Checkpointer, KeySource, local_verifiers, rotate_key
+from .checkpoint import (
+    DEFAULT_KEY_FILE,
+    IS_CHECKPOINT,
+    Checkpoint,
+    Checkpointer,
+    KeySource,
+    local_verifiers,
+    rotate_key,
+)
 from .signing import SigningKeyError, Verifier, read_verifiers
 from .store import Ledger
 from .witness import FileWitness, read_witness_file
@@ -55,7 +63,7 @@ def _trusted(args: argparse.Namespace, config: ConfigLoader, ledger: Path | None
         raise SigningKeyError("auditor mode needs --pubkey FILE (from `tether ledger pubkey`)")
     reader = Ledger.open_readonly(ledger)
     cfg = config(args)
-    for path in (cfg.ledger.signing_key_path(cfg.state_dir), ledger.parent / "ledger-signing.key"):
+    for path in (cfg.ledger.signing_key_path(cfg.state_dir), ledger.parent / DEFAULT_KEY_FILE):
         if path.is_file():
             return local_verifiers(path, reader.chain_id)
     if reader._read_one(f"SELECT 1 FROM events WHERE {IS_CHECKPOINT} LIMIT 1"):

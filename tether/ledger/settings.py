@@ -67,7 +67,7 @@ class LedgerSettings(BaseModel):
         return self
 
     def signing_key_path(self, state_dir: Path) -> Path:
-        return self.signing_key_file or state_dir / "ledger-signing.key"
+        return self.signing_key_file or state_dir / "ledger-signing.key"  # checkpoint.DEFAULT_KEY_FILE
 
     def admin_token(self) -> str | None:
         """The admin token, or None when none is configured (the audit endpoints then refuse everyone)."""

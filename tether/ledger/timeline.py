@@ -5,9 +5,10 @@ Rows are plain JSON-ready dicts: `tether timeline --json` prints them as they ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, TypedDict
 
+from .events import EVENT_TYPES
 from .store import Ledger
 
 _MAX_WIDTH = {"run": 30, "target": 64, "outcome": 56, "task": 24}
@@ -57,14 +58,30 @@ def _outcome(event: dict[str, Any]) -> str | None:
     return ", ".join(parts) or None
 
 
+def event_types(names: Iterable[str]) -> frozenset[str]:
+    """Event types named exactly (`token.minted`) or by family (`token`: every `token.*`); ValueError
+    for a name that is neither."""
+    found: set[str] = set()
+    for name in names:
+        matching = {kind for kind in EVENT_TYPES if kind == name or kind.startswith(name + ".")}
+        if not matching:
+            raise ValueError(f"unknown event type {name!r} (known: {', '.join(sorted(EVENT_TYPES))})")
+        found |= matching
+    return frozenset(found)
+
+
 def timeline_rows(
     ledger: Ledger,
     agent: str | None = None,
     run: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    provider: str | None = None,
+    types: Collection[str] | None = None,
 ) -> list[TimelineRow]:
-    """One row per event of `agent`/`run` from `since` to `until` (inclusive ISO 8601 times)."""
+    """One row per event of `agent`/`run`/`provider` (and of `types`, see `event_types`) from `since`
+    to `until` (inclusive ISO 8601 times)."""
+    kinds = event_types(types) if types else None
     return [
         TimelineRow(
             seq=event["seq"],
@@ -78,17 +95,19 @@ def timeline_rows(
             token=event.get("token_id"),
             task=event.get("task_context"),
         )
-        for event in ledger.iter_events(since=since, until=until, run_id=run, agent=agent)
+        for event in ledger.iter_events(
+            since=since, until=until, run_id=run, agent=agent, provider=provider, event_types=kinds
+        )
     ]
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     # Event fields come from agents: never let them drive the terminal.
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
 
 
 def _cell(row: Mapping[str, object], column: str) -> str:
-    text = _printable(str(row[column] or ""))
+    text = printable(str(row[column] or ""))
     if column == "time":
         return text.replace("T", " ").removesuffix("Z")
     if column == "token" and len(text) > 12:

@@ -22,9 +22,18 @@ from typing import Any
 from .archive import ArchiveTampered, S3Archive, archived_rows, pruned_through
 from .audit import Item, Tampered, VerifyResult, Walk
 from .chain import GENESIS
-from .checkpoint import IS_CHECKPOINT, Checkpoint, CheckpointError, anchor, closing_checkpoint, from_event
+from .checkpoint import (
+    DEFAULT_KEY_FILE,
+    IS_CHECKPOINT,
+    Checkpoint,
+    CheckpointError,
+    anchor,
+    closing_checkpoint,
+    from_event,
+    local_verifiers,
+)
 from .record import BrokenChain, StoredRow, check_row, decode_body
-from .signing import Verifier
+from .signing import SigningKeyError, Verifier
 from .store import Ledger, LedgerError
 
 Progress = Callable[[int], None]
@@ -75,12 +84,20 @@ def _checkpoint_rows(ledger: Ledger, first: int, last: int | None) -> tuple[list
     return found, malformed
 
 
+def _keys_beside(ledger: Ledger) -> list[Verifier]:
+    path = ledger.path.parent / DEFAULT_KEY_FILE
+    try:
+        return local_verifiers(path, ledger.chain_id) if path.is_file() else []
+    except SigningKeyError:
+        return []  # unusable: checkpoints then show as signed by an unknown key
+
+
 def verify_ledger(
     path: Path | str,
     *,
     since: str | None = None,
     until: str | None = None,
-    keys: Iterable[Verifier] = (),
+    keys: Iterable[Verifier] | None = None,
     witness: Iterable[Checkpoint] = (),
     progress: Progress | None = None,
     archive: S3Archive | None = None,
@@ -88,12 +105,13 @@ def verify_ledger(
     """Verify the ledger at `path` (all of it, or the events from `since` to `until`, inclusive). With
     `archive`, the archived segments first and then the local events, as one chain.
 
-    Raises LedgerError if it cannot be read, ValueError for a malformed time, ArchiveError when the
-    archive cannot be read.
+    `keys` are the trusted verifier keys; None: the signing key beside the ledger (the default layout,
+    `<state_dir>/ledger-signing.key`) and the keys it replaced. Raises LedgerError if the ledger cannot be
+    read, ValueError for a malformed time, ArchiveError when the archive cannot be read.
     """
     ledger = Ledger.open_readonly(path)
     chain_id = ledger.chain_id
-    keys = list(keys)
+    keys = list(keys) if keys is not None else _keys_beside(ledger)
     pruned = pruned_through(ledger.path)
     start, start_hash, end = 0, GENESIS, None
     if archive is not None and (since is not None or until is not None):

@@ -19,6 +19,7 @@ from tether.ledger.signing import SigningKeyError
 from tether.ledger.store import LedgerError
 from tether.policy.loader import PolicyError
 from tether.policy.reload import ReloadResult
+from tether.proxy.anomalies import AnomalyMonitor
 from tether.proxy.holder import Holder
 from tether.proxy.runtime import Runtime
 
@@ -49,6 +50,7 @@ class Lifecycle:
         self.holder = holder
         self.tasks: list[asyncio.Task[None]] = []
         self.api: Any = None
+        self.monitor: AnomalyMonitor | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -82,6 +84,9 @@ class Lifecycle:
         from tether.api.server import start_api
 
         rt = self.holder.runtime
+        if rt.config.anomalies.enabled:
+            self.monitor = AnomalyMonitor(rt)
+            self.monitor.start()
         await self._record_start(rt)
         self.api = await start_api(rt)
         self._spawn(self._watch_policies(rt))
@@ -101,6 +106,8 @@ class Lifecycle:
             await self.api.cleanup()
         if self.holder.ready:
             await self._end_runs(self.holder.runtime)
+            if self.monitor is not None:
+                await self.monitor.stop()
             if self.holder.runtime.checkpointer is not None:
                 await self.holder.runtime.checkpointer.aclose()  # the final checkpoint covers everything
             self.holder.runtime.close()

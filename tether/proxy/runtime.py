@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ class Recorder:
         self.ledger = ledger
         self.agent_id = config.effective_agent_id
         self.agent_name = config.agent_name
+        # Called with each event once it is durable (e.g. the anomaly monitor); must only queue.
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
 
     def event(self, event_type: str, run: RunContext | None, **fields: Any) -> dict[str, Any]:
         if run is not None:
@@ -51,7 +53,10 @@ class Recorder:
 
     async def write(self, event: dict[str, Any]) -> dict[str, Any]:
         """Durable when it returns; raises LedgerError when the ledger cannot record."""
-        return await self.ledger.append(event)
+        stored = await self.ledger.append(event)
+        for observer in self.observers:
+            observer(stored)
+        return stored
 
     async def record(self, event_type: str, run: RunContext | None, **fields: Any) -> dict[str, Any]:
         return await self.write(self.event(event_type, run, **fields))
