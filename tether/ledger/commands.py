@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tether.config import TetherConfig
 
-from .archive import ArchiveError, Archiver, S3Archive, archive_end
+from .archive import ArchiveError, Archiver, ArchiveTampered, S3Archive, archive_end
 from .audit import VerifyResult
 from .checkpoint import (
     DEFAULT_KEY_FILE,
@@ -157,11 +157,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], config: C
     ledger.set_defaults(func=lambda args: run_ledger(args, config))
 
 
-def _key_source(args: argparse.Namespace, cfg: TetherConfig, chain_id: str) -> KeySource:
-    path = cfg.ledger.signing_key_path(cfg.state_dir)
-    if not path.is_file():
-        raise SigningKeyError(f"no signing key at {path} yet: `tether run` creates it on first start")
-    return KeySource(path, chain_id, create=False)
+def _key_source(cfg: TetherConfig, ledger: Path, chain_id: str) -> KeySource:
+    """The signing key from the config, else the one beside the ledger (the default layout)."""
+    configured = cfg.ledger.signing_key_path(cfg.state_dir)
+    for path in (configured, ledger.parent / DEFAULT_KEY_FILE):
+        if path.is_file():
+            return KeySource(path, chain_id, create=False)
+    raise SigningKeyError(f"no signing key at {configured} yet: `tether run` creates it on first start")
 
 
 def run_ledger(args: argparse.Namespace, config: ConfigLoader) -> int:
@@ -171,10 +173,10 @@ def run_ledger(args: argparse.Namespace, config: ConfigLoader) -> int:
         raise ValueError(f"no ledger at {path} (use --ledger PATH or --config)")
     if args.ledger_command == "pubkey":
         chain_id = Ledger.open_readonly(path).chain_id
-        print(_key_source(args, cfg, chain_id).current().verifier.encode())
+        print(_key_source(cfg, path, chain_id).current().verifier.encode())
         return EXIT_OK
     with Ledger(path) as ledger:
-        keys = _key_source(args, cfg, ledger.chain_id)
+        keys = _key_source(cfg, path, ledger.chain_id)
         witness = [FileWitness(cfg.ledger.witness_file)] if cfg.ledger.witness_file is not None else []
         if args.ledger_command == "archive":
             settings = cfg.ledger.archive
@@ -185,7 +187,7 @@ def run_ledger(args: argparse.Namespace, config: ConfigLoader) -> int:
             )
             try:
                 Archiver(ledger, archive, keys, settings).run_once()
-            except ArchiveError as exc:
+            except (ArchiveError, ArchiveTampered) as exc:
                 raise ValueError(str(exc)) from None
             print(f"archived through seq {archive_end(archive) - 1} to {settings.url}")
             return EXIT_OK
