@@ -249,6 +249,10 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"written to {args.output}", file=sys.stderr)
+    # The SIEM shipping figures (issue 5) go into their own section of the same report.
+    subprocess.run(
+        [sys.executable, str(BENCH_DIR / "siem_bench.py"), "--update", str(args.output)], check=False
+    )
 
 
 if __name__ == "__main__":

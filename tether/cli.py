@@ -17,6 +17,7 @@ from tether.config import ConfigError, TetherConfig, load_config
 from tether.ledger import commands as ledger_commands
 from tether.ledger.signing import SigningKeyError
 from tether.ledger.store import LedgerError
+from tether.sinks import cli as sinks_cli
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -50,6 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     try:
         runtime = Runtime.build(config)
+    except ConfigError as exc:  # credential key material that cannot be used
+        raise UsageError("\n".join(exc.lines)) from None
     except PolicyError as exc:
         print(f"tether: invalid policy:\n{exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -208,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", type=Path)
     policy_sub.add_parser("schema", help="Print the policy JSON Schema.")
     analysis_cli.register_policy_suggest(policy_sub)
+    sinks_cli.register(sub, _config, _ledger_path)
     return parser
 
 

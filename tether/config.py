@@ -11,13 +11,31 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tether.analysis.settings import AnomalySettings
+from tether.credential_types import (
+    GitHubAppCredential,
+    GoogleServiceAccountCredential,
+    InjectSettings,
+    MintedCredential,
+    OAuth2Credential,
+    SlackCredential,
+)
 from tether.ledger.settings import LedgerSettings
+from tether.sinks.config import SinkConfig, check_unique
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
@@ -43,28 +61,39 @@ def split_host_port(value: str, *, what: str) -> tuple[str, int]:
     return match["host"].strip("[]"), int(match["port"])
 
 
-class CredentialConfig(_Model):
+class CredentialConfig(InjectSettings):
     """A static secret (API key, PAT, bot token), read from a file or an environment variable."""
 
-    type: Literal["static"] = Field("static", description="Minter type; later issues add github_app etc.")
+    type: Literal["static"] = Field("static", description="static, or a minting type (see README).")
     secret_file: Path | None = Field(None, description="File holding the secret (trailing newline ignored).")
     secret_env: str | None = Field(None, description="Environment variable holding the secret.")
-    inject: Literal["bearer", "header", "basic"] = Field(
-        "bearer",
-        description="bearer: `Authorization: Bearer`; header: a custom header; "
-        "basic: `Authorization: Basic` with `username`. Git smart HTTP always gets Basic x-access-token.",
-    )
-    header: str | None = Field(None, description="Header name for inject=header, e.g. X-API-Key.")
-    prefix: str = Field("", description="Prefix before the secret for inject=header.")
-    username: str = Field("x-access-token", description="Basic auth user for inject=basic and git.")
 
     @model_validator(mode="after")
     def _one_source(self) -> CredentialConfig:
         if (self.secret_file is None) == (self.secret_env is None):
             raise ValueError("set exactly one of secret_file or secret_env (secrets are never inline)")
-        if self.inject == "header" and not self.header:
-            raise ValueError("inject: header needs `header:` (the header name)")
         return self
+
+
+def _credential_type(value: Any) -> str:
+    return str(value.get("type", "static") if isinstance(value, dict) else getattr(value, "type", "static"))
+
+
+CREDENTIAL_TYPES = ("static", "github_app", "slack", "google_service_account", "oauth2")
+
+# A `credentials:` entry: its `type:` (default static) picks the model.
+AnyCredential = Annotated[
+    Annotated[CredentialConfig, Tag("static")]
+    | Annotated[GitHubAppCredential, Tag("github_app")]
+    | Annotated[SlackCredential, Tag("slack")]
+    | Annotated[GoogleServiceAccountCredential, Tag("google_service_account")]
+    | Annotated[OAuth2Credential, Tag("oauth2")],
+    Discriminator(
+        _credential_type,
+        custom_error_type="credential_type",
+        custom_error_message=f"type must be one of: {', '.join(CREDENTIAL_TYPES)}",
+    ),
+]
 
 
 class UpstreamOverride(_Model):
@@ -89,7 +118,7 @@ class TetherConfig(_Model):
     ledger_path: Path | None = Field(None, description="SQLite ledger; default <state_dir>/ledger.db.")
     policy_files: tuple[Path, ...] = Field((), description="Policy YAML files (hot reloaded).")
     policy_reload_seconds: float = Field(2.0, ge=0.2, le=3600)
-    credentials: Mapping[str, CredentialConfig] = Field(default_factory=dict)
+    credentials: Mapping[str, AnyCredential] = Field(default_factory=dict)
     fail_mode: Literal["closed", "open"] = Field(
         "closed", description="closed: 503 when the ledger cannot record; open: forward anyway (logged)."
     )
@@ -101,6 +130,7 @@ class TetherConfig(_Model):
     max_body_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Larger request bodies get 413 (responses: 1 GiB backstop)."
     )
+    sinks: tuple[SinkConfig, ...] = Field((), description="SIEM destinations the ledger is shipped to.")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     @field_validator("proxy_listen", "api_listen")
@@ -118,7 +148,7 @@ class TetherConfig(_Model):
 
     @field_validator("credentials")
     @classmethod
-    def _credential_names(cls, value: Mapping[str, CredentialConfig]) -> Mapping[str, CredentialConfig]:
+    def _credential_names(cls, value: Mapping[str, AnyCredential]) -> Mapping[str, AnyCredential]:
         for name in value:
             if not _NAME.match(name):
                 raise ValueError(f"credential name {name!r}: letters, digits, '.', '_' or '-'")
@@ -128,6 +158,11 @@ class TetherConfig(_Model):
     @classmethod
     def _override_hosts(cls, value: Mapping[str, UpstreamOverride]) -> Mapping[str, UpstreamOverride]:
         return {host.lower(): override for host, override in value.items()}
+
+    @field_validator("sinks")
+    @classmethod
+    def _sink_names(cls, value: tuple[SinkConfig, ...]) -> tuple[SinkConfig, ...]:
+        return check_unique(value)
 
     @property
     def effective_agent_id(self) -> str:
@@ -154,6 +189,9 @@ class TetherConfig(_Model):
         """Problems with the secret sources, without reading values into messages."""
         problems = []
         for name, cred in self.credentials.items():
+            if isinstance(cred, MintedCredential):
+                problems.extend(cred.problems(name))
+                continue
             if cred.secret_file is not None and not cred.secret_file.is_file():
                 problems.append(f"credentials.{name}.secret_file: no such file: {cred.secret_file}")
             if cred.secret_env is not None and not os.environ.get(cred.secret_env):
@@ -168,6 +206,8 @@ class TetherConfig(_Model):
         for host, override in self.upstream_overrides.items():
             if override.ca_file is not None and not override.ca_file.is_file():
                 problems.append(f"upstream_overrides.{host}.ca_file: no such file: {override.ca_file}")
+        for index, sink in enumerate(self.sinks):
+            problems.extend(sink.secret_problems(f"sinks.{index}"))
         return problems
 
 
@@ -206,12 +246,26 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         for key in ("signing_key_file", "witness_file", "admin_token_file"):
             if key in ledger:
                 ledger[key] = rel(ledger[key])
-    for section, key in (("credentials", "secret_file"), ("upstream_overrides", "ca_file")):
+    for section, suffix in (("credentials", "_file"), ("upstream_overrides", "ca_file")):
         entries = data.get(section)
         if isinstance(entries, dict):
             for entry in entries.values():
-                if isinstance(entry, dict) and key in entry:
-                    entry[key] = rel(entry[key])
+                if isinstance(entry, dict):
+                    for key in entry:
+                        if key.endswith(suffix):  # every credential file: secret, private key, ...
+                            entry[key] = rel(entry[key])
+    if isinstance(data.get("sinks"), list):
+        for sink in data["sinks"]:
+            for key in ("secret_file", "ca_file"):
+                if isinstance(sink, dict) and key in sink:
+                    sink[key] = rel(sink[key])
+            if (
+                isinstance(sink, dict)
+                and sink.get("type") == "file"
+                and isinstance(sink.get("path"), str)
+                and sink["path"] != "-"
+            ):
+                sink["path"] = rel(sink["path"])
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> TetherConfig:
@@ -244,7 +298,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     except ValidationError as exc:
         raise ConfigError(
             [
-                f"{label}:{line_for(lines, err['loc'])}: {_where(err['loc'])}{err['msg']}"
+                f"{label}:{line_for(lines, _loc(err['loc']))}: {_where(_loc(err['loc']))}{err['msg']}"
                 for err in exc.errors()
             ]
         ) from None
@@ -254,12 +308,19 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     return config
 
 
+def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Without the union tag pydantic puts after a credential's name (credentials.gh.github_app.x)."""
+    if len(loc) > 2 and loc[0] == "credentials" and loc[2] in CREDENTIAL_TYPES:
+        return loc[:2] + loc[3:]
+    return loc
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) + ": " if loc else ""
 
 
-def _loc_of(problem: str) -> tuple[str, ...]:
-    return tuple(problem.split(":", 1)[0].split("."))
+def _loc_of(problem: str) -> tuple[str | int, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in problem.split(":", 1)[0].split("."))
 
 
 def new_run_id() -> str:

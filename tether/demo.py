@@ -1,7 +1,8 @@
 """`tether demo`: the sidecar on its embedded demo policy, a sandbox GitHub, and a scripted agent.
 
 No credentials and no network: the sandbox servers stand in for api.github.com and github.com through
-upstream address overrides, and the secret tether injects is made up on the spot.
+upstream address overrides, and tether mints the run's token from a sandbox GitHub App made up on the
+spot (and revokes it when the run ends).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tether.sandbox.providers import SandboxProviders
+from tether.sandbox.providers import APP_ID, SandboxProviders
 from tether.sandbox.sidecar import SidecarProcess
 
 API = "https://api.github.com"
@@ -62,15 +63,11 @@ def run_demo(keep: Path | None = None) -> int:
     directory = keep or Path(tempfile.mkdtemp(prefix="tether-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
     say(f"tether demo — working directory {directory}")
-    secret = f"demo_{secrets.token_urlsafe(24)}"
-    providers = SandboxProviders(directory / "sandbox", secret, PERMISSIONS)
-    secret_file = directory / "github-token"
-    secret_file.write_text(secret + "\n")
-    secret_file.chmod(0o600)
-    config = {
-        "credentials": {"github-bot": {"type": "static", "secret_file": str(secret_file)}},
-        "upstream_overrides": providers.overrides(),
-    }
+    # The sandbox also accepts one static token; the demo never hands it to tether.
+    providers = SandboxProviders(directory / "sandbox", f"demo_{secrets.token_urlsafe(24)}", PERMISSIONS)
+    # The sandbox GitHub App: tether mints a down-scoped installation token for the run and revokes it.
+    app = {"type": "github_app", "app_id": APP_ID, "private_key_file": str(providers.app_key_path)}
+    config = {"credentials": {"github-bot": app}, "upstream_overrides": providers.overrides()}
     sidecar = SidecarProcess(directory / "tether", config, demo_policy(), agent_name=AGENT)
     try:
         sidecar.start()
@@ -97,8 +94,12 @@ def run_demo(keep: Path | None = None) -> int:
         say(f"incident report of {reviewed[-1]} (open it in a browser): {report}")
     else:
         failures.append("tether report failed")
-    if secret in sidecar.ledger_path.read_bytes().decode(errors="replace") + sidecar.log():
-        failures.append("the injected secret appears in the ledger or the log")
+    say(f"GitHub tokens minted: {len(providers.app.minted)}, revoked at GitHub: {len(providers.app.revoked)}")
+    recorded = sidecar.ledger_path.read_bytes().decode(errors="replace") + sidecar.log()
+    if providers.tokens.redact(recorded) != recorded:
+        failures.append("a GitHub token appears in the ledger or the log")
+    if len(providers.app.revoked) != len(providers.app.minted):
+        failures.append("a minted GitHub token was not revoked at run end")
     if verify.returncode != 0:
         failures.append("ledger verification failed")
     for failure in failures:

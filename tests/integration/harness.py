@@ -69,3 +69,18 @@ def github_config(sandbox: SandboxProviders, secret_file: Path) -> dict[str, Any
         "credentials": {"github-bot": {"type": "static", "secret_file": str(secret_file)}},
         "upstream_overrides": sandbox.overrides(),
     }
+
+
+def slack_config(sandbox: SandboxProviders, directory: Path) -> dict[str, Any]:
+    """A `slack` credential holding the sandbox's current refresh token (files 0600)."""
+    files = {
+        "client_secret_file": sandbox.slack.client_secret,
+        "refresh_token_file": sandbox.slack.refresh_token,
+    }
+    entry: dict[str, Any] = {"type": "slack", "client_id": sandbox.slack.client_id}
+    for key, value in files.items():
+        path = directory / key.removesuffix("_file")
+        path.write_text(value + "\n")
+        path.chmod(0o600)
+        entry[key] = str(path)
+    return {"slack-bot": entry}

@@ -82,6 +82,14 @@ def test_archive_with_object_lock_prune_and_verify_as_one_chain(
     assert [line[:1] for line in gzip.decompress(body).decode().splitlines()] == ["{"] * 6
 
     key = keys.current().verifier
+    # A SIEM sink reads from the ledger: nothing it has not delivered is pruned.
+    assert prune(ledger, archive, older_than_days=0, sinks=["splunk"]) is None
+    with sqlite3.connect(ledger.path) as conn:
+        conn.execute("CREATE TABLE sink_cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
+        conn.execute("INSERT INTO sink_cursors VALUES ('splunk', 7)")
+    assert prune(ledger, archive, older_than_days=0, sinks=["splunk"]) == 4
+    with sqlite3.connect(ledger.path) as conn:
+        conn.execute("UPDATE sink_cursors SET seq = 17")
     assert prune(ledger, archive, older_than_days=0) == 16
     assert pruned_through(ledger.path) == 16
     with sqlite3.connect(ledger.path) as conn:

@@ -1,10 +1,12 @@
 import asyncio
 import base64
 import hashlib
+import stat
 
 import pytest
 
-from tether.broker.base import MintError, TokenKey, build_broker, hashed_token
+from tether.broker.base import Broker, MintError, TokenKey, hashed_token, read_secret_file, write_secret_file
+from tether.broker.registry import build_broker
 from tether.config import CredentialConfig
 
 
@@ -65,7 +67,7 @@ def test_expired_token_is_replaced_and_reported(broker):
         return first, second
 
     first, second = asyncio.run(go())
-    assert second.fresh and second.expired == [first.token]
+    assert second.fresh and [r.token for r in second.expired] == [first.token]
 
 
 def test_end_run_retires_only_that_run(broker):
@@ -77,7 +79,7 @@ def test_end_run_retires_only_that_run(broker):
         return ended, again
 
     ended, again = asyncio.run(go())
-    assert [t.key.run_id for t in ended] == ["run_1"]
+    assert [r.token.key.run_id for r in ended] == ["run_1"]
     assert not again.fresh
 
 
@@ -105,3 +107,69 @@ def test_unrecorded_token_is_never_cached_or_returned(broker):
     failed, again = asyncio.run(go())
     assert failed is None
     assert again is not None and again.fresh
+
+
+class FlakyMinter:
+    """Fails with a given error; counts its calls."""
+
+    deadline_seconds = 0.0
+
+    def __init__(self, error):
+        self.error = error
+        self.calls = 0
+
+    def target(self, owner):
+        return None
+
+    async def mint(self, request):
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        raise self.error
+
+    async def revoke(self, secret):
+        return False
+
+
+def test_concurrent_callers_share_one_failed_mint():
+    minter = FlakyMinter(MintError("down", status=503))
+    broker = Broker({"gh": minter})
+
+    async def go():
+        return await asyncio.gather(
+            *(broker.issue(key(), ttl_seconds=60, native={}, record=recorded) for _ in range(5)),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, MintError) and r.status == 503 for r in results)
+    assert minter.calls == 1
+
+
+def test_non_retryable_errors_are_not_retried():
+    minter = FlakyMinter(MintError("forbidden", status=422))
+    minter.deadline_seconds = 5.0
+    with pytest.raises(MintError, match="forbidden"):
+        asyncio.run(Broker({"gh": minter}).issue(key(), ttl_seconds=60, native={}, record=recorded))
+    assert minter.calls == 1
+
+
+def test_static_tokens_are_never_rejected(broker):
+    async def go():
+        issued = await broker.issue(key(), ttl_seconds=60, native={}, record=recorded)
+        return await broker.reject(issued.token)
+
+    assert asyncio.run(go()) is None
+
+
+def test_write_secret_file_replaces_atomically_with_owner_only_mode(tmp_path):
+    path = tmp_path / "refresh"
+    path.write_text("old\n")
+    path.chmod(0o644)
+    write_secret_file(path, "new-value")
+    assert path.read_text() == "new-value\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["refresh"]  # no temporary file left behind
+    assert read_secret_file(path, "credential x", "refresh_token_file") == "new-value"
+    path.write_text("two\nlines\n")
+    with pytest.raises(MintError, match="credential x: refresh_token_file holds a line break"):
+        read_secret_file(path, "credential x", "refresh_token_file")

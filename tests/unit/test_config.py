@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.config import ConfigError, load_config
+from tether.config import ConfigError, CredentialConfig, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -25,7 +25,8 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
         write(tmp_path, "state_dir: st\ncredentials:\n  gh:\n    secret_file: token\n"), environ={}
     )
     assert config.state_dir == tmp_path / "st"
-    assert config.credentials["gh"].secret_file == tmp_path / "token"
+    credential = config.credentials["gh"]
+    assert isinstance(credential, CredentialConfig) and credential.secret_file == tmp_path / "token"
 
 
 def test_env_overrides_the_file(tmp_path):
@@ -98,3 +99,14 @@ def test_duplicate_key_is_an_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
     assert err.value.lines == [f"{path}:3: duplicate key 'fail_mode' in the top level"]
+
+
+def test_credential_type_errors_name_the_entry(tmp_path):
+    text = "credentials:\n  gh:\n    type: github_app\n    private_key_file: k.pem\n  x:\n    type: nope\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert caught.value.lines == [
+        f"{tmp_path / 'tether.yaml'}:2: credentials.gh.app_id: Field required",
+        f"{tmp_path / 'tether.yaml'}:5: credentials.x: type must be one of: static, github_app, slack, "
+        "google_service_account, oauth2",
+    ]

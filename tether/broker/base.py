@@ -1,8 +1,10 @@
 """Credential broker: one token per (agent, run, provider, granted scopes), never shared across runs.
 
 Minters produce secret values; the broker caches, expires and revokes them and gives every issuance
-its own `token_id`. This issue ships the static minter (API keys, PATs, bot tokens); the GitHub App,
-Google, Slack and OAuth2 minters implement the same `Minter` protocol.
+its own `token_id`. It mints once per key even under concurrent first calls (single flight), retries
+a provider's 5xx and timeouts with backoff inside the credential's deadline, and revokes minted
+tokens at the provider when their run ends or their policy ttl runs out. The minters (static here,
+GitHub App, Google, Slack, OAuth2 in their own modules) implement the `Minter` protocol.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 import secrets
 import time
@@ -20,9 +23,19 @@ from typing import Protocol
 
 from tether.config import CredentialConfig
 
+log = logging.getLogger("tether")
+
 
 class MintError(Exception):
-    """A token could not be produced; the message is safe to show (it never holds a secret)."""
+    """A token could not be produced; the message is safe to show (it never holds a secret).
+
+    `status` is the provider's HTTP status when it answered; `retryable` marks 5xx, 429, timeouts and
+    network errors, which the broker retries inside the credential's deadline."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,9 @@ class MintRequest:
     scopes: tuple[str, ...]
     ttl_seconds: int
     native_permissions: Mapping[str, str]
+    target: str | None = None  # what the minter partitions tokens by (GitHub: the owner's installation)
+    repositories: tuple[str, ...] | None = None  # the policy's repository globs (GitHub), lower-case
+    repository: str | None = None  # the `owner/repo` of the call that asked, a hint for the minter
 
 
 @dataclass(frozen=True)
@@ -44,9 +60,19 @@ class MintedSecret:
 
 
 class Minter(Protocol):
+    # Total time for one issuance, retries included (0: no retries).
+    deadline_seconds: float
+
+    def target(self, owner: str | None) -> str | None:
+        """The part of a request that selects a different token (GitHub: which installation)."""
+        ...
+
     async def mint(self, request: MintRequest) -> MintedSecret: ...
 
-    async def revoke(self, secret: MintedSecret) -> None: ...
+    async def revoke(self, secret: MintedSecret) -> bool:
+        """Invalidate the secret at the provider: True when it did, False when the provider has
+        nothing to revoke for it; raises MintError when the provider refuses or cannot be reached."""
+        ...
 
 
 def hashed_token(value: str) -> str:
@@ -57,33 +83,67 @@ def hashed_token(value: str) -> str:
 class StaticMinter:
     """Hands out a configured secret, re-read at each issuance so rotated files take effect."""
 
+    deadline_seconds = 0.0
+
     def __init__(self, name: str, config: CredentialConfig) -> None:
         self.name = name
         self.config = config
 
+    def target(self, owner: str | None) -> str | None:
+        return None
+
     async def mint(self, request: MintRequest) -> MintedSecret:
         return MintedSecret(value=self.read(), expires_at=None, source=f"static:{self.name}", minted=False)
 
-    async def revoke(self, secret: MintedSecret) -> None:
+    async def revoke(self, secret: MintedSecret) -> bool:
         """A static secret outlives the run; revocation only retires its token_id."""
+        return False
 
     def read(self) -> str:
         if self.config.secret_file is not None:
-            try:
-                value = Path(self.config.secret_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise MintError(f"credential {self.name}: cannot read secret file: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise MintError(f"credential {self.name}: secret file is not UTF-8 text") from None
-            where = "secret file"
-        else:
-            value = os.environ.get(self.config.secret_env or "", "").strip()
-            where = f"environment variable {self.config.secret_env}"
-        if not value:
-            raise MintError(f"credential {self.name}: {where} is empty")
-        if any(ch in value for ch in "\r\n\0"):
-            raise MintError(f"credential {self.name}: {where} holds a line break or NUL")
-        return value
+            return read_secret_file(self.config.secret_file, f"credential {self.name}", "secret file")
+        where = f"credential {self.name}: environment variable {self.config.secret_env}"
+        return _checked_secret(os.environ.get(self.config.secret_env or "", "").strip(), where)
+
+
+def _checked_secret(value: str, where: str) -> str:
+    if not value:
+        raise MintError(f"{where} is empty")
+    if any(ch in value for ch in "\r\n\0"):
+        raise MintError(f"{where} holds a line break or NUL")
+    return value
+
+
+def read_secret_file(path: Path, where: str, what: str) -> str:
+    """A one-line secret from a file (trailing newline ignored); errors never hold the value."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise MintError(f"{where}: cannot read {what}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise MintError(f"{where}: {what} is not UTF-8 text") from None
+    return _checked_secret(value, f"{where}: {what}")
+
+
+def write_secret_file(path: Path, value: str) -> None:
+    """Replace a secret file atomically and durably (mode 0600): a crash leaves the old or the new
+    value complete, never a torn one, and the new one is on disk before this returns."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(value + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself is durable
+    finally:
+        os.close(directory)
 
 
 @dataclass(frozen=True)
@@ -93,6 +153,18 @@ class TokenKey:
     provider: str
     credential: str
     scopes: tuple[str, ...]
+    target: str | None = None  # Minter.target of the request, e.g. the GitHub owner
+    repositories: tuple[str, ...] | None = None  # the policy's repository narrowing
+
+
+@dataclass(frozen=True)
+class TokenOrigin:
+    """Why the token was issued, repeated on every event of its lifecycle."""
+
+    scope_requested: tuple[str, ...] | None = None  # the agent's ask (None: the policy's grant)
+    downscoped: bool = False
+    policy_id: str | None = None
+    source_ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,17 +176,28 @@ class IssuedToken:
     issued_at: float
     expires_at: float  # the earlier of the policy ttl and the provider's expiry
     ttl_seconds: int
+    origin: TokenOrigin = TokenOrigin()
 
     @property
     def value(self) -> str:
         return self.secret.value
 
 
+@dataclass(frozen=True)
+class Retired:
+    """A token taken out of use: revoked at the provider, or not (nothing to revoke there, or
+    `revoke_error` says why the provider did not confirm it)."""
+
+    token: IssuedToken
+    at_provider: bool = False
+    revoke_error: str | None = None
+
+
 @dataclass
 class Issuance:
     token: IssuedToken
     fresh: bool  # minted for this call: the caller records token.minted
-    expired: list[IssuedToken]  # retired on the way: the caller records token.expired
+    expired: list[Retired]  # retired on the way: the caller records token.expired
 
 
 RecordIssuance = Callable[[Issuance], Awaitable[bool]]
@@ -125,25 +208,49 @@ class Broker:
 
     # Renew this long before the provider's own expiry, so a token never dies mid-request.
     EXPIRY_MARGIN_SECONDS = 60.0
+    RETRY_FIRST_DELAY = 0.2
+    RETRY_MAX_DELAY = 2.0
 
-    def __init__(self, minters: Mapping[str, Minter]) -> None:
+    def __init__(
+        self, minters: Mapping[str, Minter], close: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._minters = dict(minters)
+        self._close = close
         self._tokens: dict[TokenKey, IssuedToken] = {}
         self._locks: dict[TokenKey, asyncio.Lock] = {}
+        # The last failed mint per key: callers that waited on it get its error instead of retrying.
+        self._failures: dict[TokenKey, tuple[float, MintError]] = {}
+        self._rejected: set[TokenKey] = set()  # keys whose token the provider refused (re-minted once)
 
     def has_credential(self, name: str) -> bool:
         return name in self._minters
 
+    def target(self, credential: str, owner: str | None) -> str | None:
+        minter = self._minters.get(credential)
+        return minter.target(owner) if minter is not None else None
+
     async def issue(
-        self, key: TokenKey, *, ttl_seconds: int, native: Mapping[str, str], record: RecordIssuance
+        self,
+        key: TokenKey,
+        *,
+        ttl_seconds: int,
+        native: Mapping[str, str],
+        record: RecordIssuance,
+        origin: TokenOrigin = TokenOrigin(),
+        repository: str | None = None,
     ) -> Issuance | None:
         """The token for `key`, minting one when there is none or it expired.
 
         A fresh token (with the expired one it replaces) is handed to `record` while the key is
         locked, and is cached and returned only once `record` returns True — so no call, not even a
-        concurrent one, can use a token whose `token.minted` is not on record. None when it is not."""
+        concurrent one, can use a token whose `token.minted` is not on record. None when it is not.
+        Concurrent callers wait for one mint; when it fails they all get its MintError."""
+        arrived = time.monotonic()
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
+            failed = self._failures.get(key)
+            if failed is not None and failed[0] >= arrived:
+                raise failed[1]
             now = time.time()
             current = self._tokens.get(key)
             if current is not None and current.expires_at > now:
@@ -151,8 +258,24 @@ class Broker:
             minter = self._minters.get(key.credential)
             if minter is None:
                 raise MintError(f"no credential named {key.credential!r} is configured")
-            request = MintRequest(key.agent_id, key.run_id, key.provider, key.scopes, ttl_seconds, native)
-            secret = await minter.mint(request)
+            request = MintRequest(
+                key.agent_id,
+                key.run_id,
+                key.provider,
+                key.scopes,
+                ttl_seconds,
+                native,
+                target=key.target,
+                repositories=key.repositories,
+                repository=repository,
+            )
+            try:
+                secret = await self._mint(minter, request)
+            except MintError as exc:
+                self._failures[key] = (time.monotonic(), exc)
+                raise
+            self._failures.pop(key, None)
+            now = time.time()
             expires_at = now + ttl_seconds
             if secret.expires_at is not None:
                 expires_at = min(expires_at, secret.expires_at - self.EXPIRY_MARGIN_SECONDS)
@@ -164,36 +287,96 @@ class Broker:
                 issued_at=now,
                 expires_at=expires_at,
                 ttl_seconds=ttl_seconds,
+                origin=origin,
             )
-            issuance = Issuance(token, fresh=True, expired=[current] if current is not None else [])
+            expired: list[Retired] = []
+            if current is not None:
+                self._tokens.pop(key, None)
+                expired.append(await self._revoke(current))
+            issuance = Issuance(token, fresh=True, expired=expired)
             if not await record(issuance):
-                await minter.revoke(secret)
+                await self._revoke(token)
                 return None
             self._tokens[key] = token
             return issuance
 
-    async def end_run(self, run_id: str) -> list[IssuedToken]:
-        """Revoke and forget every token of a run; returns them so the caller records token.revoked."""
+    async def _mint(self, minter: Minter, request: MintRequest) -> MintedSecret:
+        """One mint, retried with exponential backoff on retryable errors until the deadline."""
+        deadline = time.monotonic() + minter.deadline_seconds
+        delay = self.RETRY_FIRST_DELAY
+        attempts = 0
+        while True:
+            attempts += 1
+            remaining = deadline - time.monotonic()
+            try:
+                if minter.deadline_seconds <= 0:
+                    return await minter.mint(request)
+                return await asyncio.wait_for(minter.mint(request), timeout=max(remaining, 0.001))
+            except TimeoutError:
+                error = MintError(
+                    f"no token within the {minter.deadline_seconds:g}s deadline", retryable=True
+                )
+            except MintError as exc:
+                error = exc
+            if not error.retryable:
+                raise error
+            if deadline - time.monotonic() <= delay:
+                tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+                raise MintError(f"{error} (gave up after {tries})", status=error.status) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.RETRY_MAX_DELAY)
+
+    async def reject(self, token: IssuedToken) -> Retired | None:
+        """The provider refused a minted `token` (401): retire it so the next call mints a fresh one,
+        once per key — a fresh token refused again is kept (the calls fail) rather than minting in a
+        loop. None when nothing was retired (static secret, already replaced, or the re-mint was used)."""
+        key = token.key
+        if not token.secret.minted or key in self._rejected:
+            return None
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if self._tokens.get(key) is not token:
+                return None
+            self._tokens.pop(key, None)
+            self._rejected.add(key)
+        return await self._revoke(token)
+
+    async def end_run(self, run_id: str) -> list[Retired]:
+        """Revoke and forget every token of a run; the caller records token.revoked."""
         ended = [token for key, token in self._tokens.items() if key.run_id == run_id]
         for token in ended:
             self._forget(token.key)
-            await self._minters[token.key.credential].revoke(token.secret)
-        return ended
+        self._failures = {k: v for k, v in self._failures.items() if k.run_id != run_id}
+        self._rejected = {k for k in self._rejected if k.run_id != run_id}
+        return [await self._revoke(token) for token in ended]
 
-    def sweep(self, now: float | None = None) -> list[IssuedToken]:
-        """Forget tokens past their expiry (memory stays flat); the caller records token.expired."""
+    async def sweep(self, now: float | None = None) -> list[Retired]:
+        """Revoke and forget tokens past their expiry (memory stays flat); the caller records
+        token.expired."""
         now = time.time() if now is None else now
         expired = [token for token in self._tokens.values() if token.expires_at <= now]
         for token in expired:
             self._forget(token.key)
-        return expired
+        stale = time.monotonic() - 60
+        self._failures = {k: v for k, v in self._failures.items() if v[0] > stale}
+        # A key whose refused token expired may re-mint once again: at most one re-mint per ttl.
+        self._rejected = {k for k in self._rejected if k in self._tokens}
+        return [await self._revoke(token) for token in expired]
+
+    async def _revoke(self, token: IssuedToken) -> Retired:
+        try:
+            at_provider = await self._minters[token.key.credential].revoke(token.secret)
+        except MintError as exc:
+            log.warning("could not revoke %s at the provider: %s", token.token_id, exc)
+            return Retired(token, revoke_error=str(exc))
+        return Retired(token, at_provider=at_provider)
+
+    async def close(self) -> None:
+        """Release the minters' connections (after the last run ended)."""
+        if self._close is not None:
+            await self._close()
 
     def _forget(self, key: TokenKey) -> None:
         self._tokens.pop(key, None)
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():
             del self._locks[key]
-
-
-def build_broker(credentials: Mapping[str, CredentialConfig]) -> Broker:
-    return Broker({name: StaticMinter(name, config) for name, config in credentials.items()})

@@ -33,7 +33,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,16 +267,27 @@ class Archiver:
     and retried at the next round; nothing is pruned that was not confirmed."""
 
     def __init__(
-        self, ledger: Ledger, archive: S3Archive, keys: KeySource, settings: ArchiveSettings
+        self,
+        ledger: Ledger,
+        archive: S3Archive,
+        keys: KeySource,
+        settings: ArchiveSettings,
+        sinks: Sequence[str] = (),
     ) -> None:
         self.ledger, self.archive, self.keys, self.settings = ledger, archive, keys, settings
+        self.sinks = tuple(sinks)  # SIEM sinks that read from the ledger: prune nothing they lack
 
     def run_once(self) -> None:
         archive_segments(
             self.ledger, self.archive, self.keys.current(), retention_days=self.settings.retention_days
         )
         if self.settings.local_retention_days is not None:
-            prune(self.ledger, self.archive, older_than_days=self.settings.local_retention_days)
+            prune(
+                self.ledger,
+                self.archive,
+                older_than_days=self.settings.local_retention_days,
+                sinks=self.sinks,
+            )
 
     async def run(self) -> None:
         while True:
@@ -299,13 +310,32 @@ def pruned_through(path: Path) -> int | None:
     return None if through is None else int(through)
 
 
-def prune(ledger: Ledger, archive: S3Archive, *, older_than_days: float) -> int | None:
-    """Delete local events of archived segments whose last event is older than `older_than_days`, after
-    reading each segment back and checking its SHA-256. Returns the last pruned seq (None: nothing)."""
+def shipped_through(path: Path, sinks: Sequence[str]) -> int | None:
+    """The last seq every one of `sinks` has delivered (their cursors in `sink_cursors`); -1 when one has
+    delivered nothing yet; None when there are no sinks (no limit)."""
+    if not sinks:
+        return None
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        try:
+            rows = dict(conn.execute("SELECT sink, seq FROM sink_cursors").fetchall())
+        except sqlite3.OperationalError:  # no cursor table yet: nothing shipped
+            return -1
+    return min(int(rows.get(sink, -1)) for sink in sinks)
+
+
+def prune(
+    ledger: Ledger, archive: S3Archive, *, older_than_days: float, sinks: Sequence[str] = ()
+) -> int | None:
+    """Delete local events of archived segments whose last event is older than `older_than_days` and that
+    every SIEM sink in `sinks` has delivered, after reading each segment back and checking its SHA-256.
+    Returns the last pruned seq (None: nothing)."""
     cutoff = utc_timestamp_at(time.time() - older_than_days * 86400)
     done = pruned_through(ledger.path)
+    shipped = shipped_through(ledger.path, sinks)
     target: Manifest | None = None
     for manifest in archive.manifests():
+        if shipped is not None and manifest.last_seq > shipped:
+            break  # a sink still has to read these events from the ledger
         if manifest.fields.get("time_to", "") < cutoff and (done is None or manifest.last_seq > done):
             data = archive.get(manifest.fields["object"])
             if data is None or hashlib.sha256(data).hexdigest() != manifest.fields["sha256"]:

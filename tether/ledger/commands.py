@@ -186,7 +186,7 @@ def run_ledger(args: argparse.Namespace, config: ConfigLoader) -> int:
                 settings.url, ledger.chain_id, endpoint_url=settings.endpoint_url, region=settings.region
             )
             try:
-                Archiver(ledger, archive, keys, settings).run_once()
+                Archiver(ledger, archive, keys, settings, [sink.name for sink in cfg.sinks]).run_once()
             except (ArchiveError, ArchiveTampered) as exc:
                 raise ValueError(str(exc)) from None
             print(f"archived through seq {archive_end(archive) - 1} to {settings.url}")

@@ -55,6 +55,7 @@ class Grant:
     requested: tuple[str, ...] | None  # the agent's ask, sorted; None = no ask
     granted: tuple[str, ...]  # ask ∩ policy (write implies read), sorted; no ask = the policy's grant
     downscoped: bool  # the ask named something the policy does not grant
+    repositories: tuple[str, ...] | None = None  # the policy's `owner/repo` globs, lower-case (GitHub)
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,9 @@ def _grant(policy: Policy, provider: ProviderCatalogView, requested: frozenset[s
         requested=tuple(sorted(requested)) if requested is not None else None,
         granted=granted,
         downscoped=downscoped,
+        repositories=tuple(sorted({r.lower() for r in section.repositories}))
+        if section.repositories is not None
+        else None,
     )
 
 

@@ -15,6 +15,17 @@ from mitmproxy.proxy import server_hooks
 
 from tether.config import split_host_port
 from tether.proxy.holder import Holder
+from tether.proxy.runtime import Runtime
+
+
+def upstream_address(rt: Runtime, host: str, port: int) -> tuple[str, int] | None:
+    """Where a call to host:port connects: its override's address, else the address the guard vetted
+    (None when the guard vetted none)."""
+    override = rt.config.upstream_overrides.get(host.lower())
+    if override is not None:
+        return split_host_port(override.address, what="address")
+    vetted = rt.resolver.vetted(host.lower(), port)
+    return (str(vetted[0]), port) if vetted else None
 
 
 class Connector:
@@ -32,17 +43,12 @@ class Connector:
             # Verify the upstream as the host the policy decided on, never a name the agent chose
             # in its own TLS ClientHello.
             server.sni = host
-        override = rt.config.upstream_overrides.get(host.lower())
-        if override is not None:
-            self.requested[server.id] = server.address
-            server.address = split_host_port(override.address, what="address")
-            return
-        vetted = rt.resolver.vetted(host.lower(), port)
-        if not vetted:
+        address = upstream_address(rt, host, port)
+        if address is None:
             server.error = f"tether: {host} was not vetted by the policy guard"
             return
         self.requested[server.id] = server.address
-        server.address = (str(vetted[0]), port)
+        server.address = address
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         requested = self.requested.pop(data.server.id, None)

@@ -1,5 +1,5 @@
 """Lifecycle addon: builds the sidecar's services from `tether_config`, runs the control API, the policy
-watcher and the token sweeper, and closes the ledger on shutdown."""
+watcher, the token sweeper and the SIEM shippers, and closes the ledger on shutdown."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tether.policy.reload import ReloadResult
 from tether.proxy.anomalies import AnomalyMonitor
 from tether.proxy.holder import Holder
 from tether.proxy.runtime import Runtime
+from tether.sinks.service import Shipping, start_shipping
 
 log = logging.getLogger("tether")
 
@@ -51,6 +52,7 @@ class Lifecycle:
         self.tasks: list[asyncio.Task[None]] = []
         self.api: Any = None
         self.monitor: AnomalyMonitor | None = None
+        self.shipping: Shipping | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -89,6 +91,7 @@ class Lifecycle:
             self.monitor.start()
         await self._record_start(rt)
         self.api = await start_api(rt)
+        self.shipping = start_shipping(rt)
         self._spawn(self._watch_policies(rt))
         self._spawn(self._sweep_tokens(rt))
         if rt.checkpointer is not None:
@@ -110,6 +113,9 @@ class Lifecycle:
                 await self.monitor.stop()
             if self.holder.runtime.checkpointer is not None:
                 await self.holder.runtime.checkpointer.aclose()  # the final checkpoint covers everything
+            if self.shipping is not None:
+                await self.shipping.stop()  # after run.ended, so it is shipped too
+            await self.holder.runtime.broker.close()
             self.holder.runtime.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -146,9 +152,10 @@ class Lifecycle:
     async def _sweep_tokens(self, rt: Runtime) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            for token in rt.broker.sweep():
-                run = rt.runs.get(token.key.run_id) or RunContext(run_id=token.key.run_id, origin="forgotten")
-                await _record_quietly(rt, "token.expired", run, **rt.recorder.token_fields(token))
+            for retired in await rt.broker.sweep():
+                run_id = retired.token.key.run_id
+                run = rt.runs.get(run_id) or RunContext(run_id=run_id, origin="forgotten")
+                await _record_quietly(rt, "token.expired", run, **rt.recorder.retired_fields(retired))
 
     @staticmethod
     async def _end_runs(rt: Runtime) -> None:
@@ -161,8 +168,10 @@ async def end_run(rt: Runtime, run_id: str) -> bool:
     run = rt.runs.get(run_id)
     if run is None:
         return False
-    for token in await rt.broker.end_run(run_id):
-        await _record_quietly(rt, "token.revoked", run, **rt.recorder.token_fields(token))
+    for retired in await rt.broker.end_run(run_id):
+        await _record_quietly(
+            rt, "token.revoked", run, **rt.recorder.retired_fields(retired, reason="run_ended")
+        )
     if run.active:
         ended = rt.runs.end(run_id) or run
         await _record_quietly(rt, "run.ended", ended)

@@ -39,7 +39,7 @@ class Recorder:
             return
         if flow.response or flow.error:
             return
-        event = self._api_event("api.request", flow, rt)
+        event = api_event("api.request", flow, rt)
         if await fd.durable(flow, rt, event):
             flow.metadata[fd.REQUEST_EVENT] = event
 
@@ -61,7 +61,7 @@ class Recorder:
     ) -> None:
         rt = self.holder.runtime
         response["duration_ms"] = round((time.monotonic() - flow.metadata[STARTED]) * 1000, 1)
-        event = self._api_event("api.response", flow, rt, response=response, detail=detail)
+        event = api_event("api.response", flow, rt, response=response, detail=detail)
         try:
             await rt.recorder.write(event)
         except LedgerError as exc:
@@ -77,23 +77,24 @@ class Recorder:
         )
         return await fd.durable(flow, rt, event)
 
-    @staticmethod
-    def _api_event(event_type: str, flow: http.HTTPFlow, rt: Runtime, **extra: Any) -> dict[str, Any]:
-        decision: Decision | None = flow.metadata.get(fd.DECISION)
-        token = flow.metadata.get(fd.TOKEN)
-        fields: dict[str, Any] = {"request": fd.request_fields(flow, decision.route if decision else None)}
-        if decision is not None:
-            fields.update(scope_fields(decision), decision=decision_fields(decision))
-        if token is not None:
-            fields.update(token_id=token.token_id, token_sha256=token.token_sha256)
-        detail = dict(extra.pop("detail", None) or {})
-        if flow.metadata.get(fd.AGENT_AUTH):
-            detail["agent_credential"] = flow.metadata[fd.AGENT_AUTH]
-        return rt.recorder.event(
-            event_type,
-            flow.metadata[fd.RUN],
-            source_ip=fd.source_ip(flow),
-            detail=detail or None,
-            **fields,
-            **extra,
-        )
+
+def api_event(event_type: str, flow: http.HTTPFlow, rt: Runtime, **extra: Any) -> dict[str, Any]:
+    """An api.* event for the flow: its request, decision, scopes and the token it carries."""
+    decision: Decision | None = flow.metadata.get(fd.DECISION)
+    token = flow.metadata.get(fd.TOKEN)
+    fields: dict[str, Any] = {"request": fd.request_fields(flow, decision.route if decision else None)}
+    if decision is not None:
+        fields.update(scope_fields(decision), decision=decision_fields(decision))
+    if token is not None:
+        fields.update(token_id=token.token_id, token_sha256=token.token_sha256)
+    detail = dict(extra.pop("detail", None) or {})
+    if flow.metadata.get(fd.AGENT_AUTH):
+        detail["agent_credential"] = flow.metadata[fd.AGENT_AUTH]
+    return rt.recorder.event(
+        event_type,
+        flow.metadata[fd.RUN],
+        source_ip=fd.source_ip(flow),
+        detail=detail or None,
+        **fields,
+        **extra,
+    )

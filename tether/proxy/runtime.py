@@ -18,7 +18,8 @@ from typing import Any
 
 import certifi
 
-from tether.broker.base import Broker, IssuedToken, build_broker
+from tether.broker.base import Broker, IssuedToken, Retired
+from tether.broker.registry import build_broker
 from tether.catalog import Catalog, load_catalog
 from tether.config import TetherConfig
 from tether.context import RunContext, RunRegistry
@@ -61,14 +62,33 @@ class Recorder:
     async def record(self, event_type: str, run: RunContext | None, **fields: Any) -> dict[str, Any]:
         return await self.write(self.event(event_type, run, **fields))
 
-    def token_fields(self, token: IssuedToken) -> dict[str, Any]:
+    def token_fields(self, token: IssuedToken, **detail: Any) -> dict[str, Any]:
+        """The fields every token.* event carries: the token, its grant, why and where it came from."""
+        origin = token.origin
+        requested = origin.scope_requested if origin.scope_requested is not None else token.key.scopes
         return {
             "provider": token.key.provider,
             "token_id": token.token_id,
             "token_sha256": token.token_sha256,
+            "scope_requested": list(requested),
             "scope_granted": list(token.key.scopes),
+            "scope_downscoped": origin.downscoped,
             "ttl_seconds": token.ttl_seconds,
+            "policy_id": origin.policy_id,
+            "source_ip": origin.source_ip,
+            "detail": {"credential": token.secret.source, "minted": token.secret.minted, **detail},
         }
+
+    def retired_fields(self, retired: Retired, **detail: Any) -> dict[str, Any]:
+        """token_fields of a retired token plus how its revocation went: `provider` (the provider
+        revoked it), `failed` (with the provider's error) or `local` (nothing to revoke there: a static
+        secret outlives the run; Slack tokens expire on Slack's schedule)."""
+        if retired.revoke_error is not None:
+            return self.token_fields(
+                retired.token, revocation="failed", revoke_error=retired.revoke_error, **detail
+            )
+        revocation = "provider" if retired.at_provider else "local"
+        return self.token_fields(retired.token, revocation=revocation, **detail)
 
 
 class Resolver:
@@ -148,7 +168,7 @@ class Runtime:
             ledger=ledger,
             recorder=Recorder(ledger, config),
             policies=policies,
-            broker=build_broker(config.credentials),
+            broker=build_broker(config.credentials, config.upstream_overrides),
             runs=RunRegistry(environ),
             resolver=Resolver(),
             upstream_ca_bundle=write_upstream_ca_bundle(config),
@@ -189,7 +209,7 @@ def build_archiver(config: TetherConfig, ledger: Ledger, keys: KeySource) -> Arc
     archive = S3Archive(
         settings.url, ledger.chain_id, endpoint_url=settings.endpoint_url, region=settings.region
     )
-    return Archiver(ledger, archive, keys, settings)
+    return Archiver(ledger, archive, keys, settings, sinks=[sink.name for sink in config.sinks])
 
 
 def write_upstream_ca_bundle(config: TetherConfig) -> Path | None:

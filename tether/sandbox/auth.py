@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ class SandboxToken:
     secret: str = field(repr=False)
     permissions: Mapping[str, str]
     repositories: frozenset[str] | None = None
+    expires_at: float | None = None  # installation tokens expire (an hour after minting on GitHub)
 
     def __post_init__(self) -> None:
         if not self.name or not self.secret:
@@ -110,28 +112,46 @@ def parse_authorization(value: str | None) -> Credential | None:
 
 
 class TokenRegistry:
-    """The set of valid tokens, looked up by secret."""
+    """The set of valid tokens, looked up by secret. Tokens can be added (minted) and revoked; an
+    expired or revoked token is never found, but its secret is still redacted from recordings."""
 
-    def __init__(self, tokens: Iterable[SandboxToken]) -> None:
+    def __init__(self, tokens: Iterable[SandboxToken] = ()) -> None:
         self._by_secret: dict[str, SandboxToken] = {}
+        self._retired: dict[str, SandboxToken] = {}
         for token in tokens:
-            if token.secret in self._by_secret:
-                raise ValueError(
-                    f"tokens {self._by_secret[token.secret].name!r} and {token.name!r} share a secret"
-                )
-            self._by_secret[token.secret] = token
+            self.add(token)
+
+    def add(self, token: SandboxToken) -> None:
+        if token.secret in self._by_secret or token.secret in self._retired:
+            raise ValueError(f"token {token.name!r} reuses the secret of another token")
+        self._by_secret[token.secret] = token
 
     def lookup(self, credential: Credential | None) -> SandboxToken | None:
-        return None if credential is None else self._by_secret.get(credential.secret)
+        token = None if credential is None else self._by_secret.get(credential.secret)
+        if token is not None and token.expires_at is not None and token.expires_at <= time.time():
+            return None
+        return token
+
+    def named(self, name: str) -> SandboxToken | None:
+        """A live token by its name (tests revoke minted tokens out of band with it)."""
+        return next((t for t in self._by_secret.values() if t.name == name), None)
+
+    def revoke(self, token: SandboxToken) -> None:
+        if self._by_secret.pop(token.secret, None) is not None:
+            self._retired[token.secret] = token
+
+    def _known(self) -> Iterable[tuple[str, SandboxToken]]:
+        yield from self._by_secret.items()
+        yield from self._retired.items()
 
     def redact(self, text: str) -> str:
         """Replaces every known secret inside `text` with its marker."""
-        for secret, token in self._by_secret.items():
+        for secret, token in self._known():
             text = text.replace(secret, token_marker(token.name))
         return text
 
     def redact_bytes(self, data: bytes) -> bytes:
-        for secret, token in self._by_secret.items():
+        for secret, token in self._known():
             data = data.replace(secret.encode(), token_marker(token.name).encode())
         return data
 

@@ -113,9 +113,10 @@ def init_bare_repo(
 class GitSandbox:
     """Smart HTTP over `git http-backend`: serve `app`; read `requests` from tests (bodies not kept)."""
 
-    def __init__(self, root: Path, tokens: Iterable[SandboxToken]) -> None:
+    def __init__(self, root: Path, tokens: Iterable[SandboxToken] | TokenRegistry) -> None:
         self.root = root
-        self.tokens = TokenRegistry(tokens)
+        # A shared registry lets tokens minted by the GitHub sandbox's App endpoints work here too.
+        self.tokens = tokens if isinstance(tokens, TokenRegistry) else TokenRegistry(tokens)
         self.backend = git_http_backend()
         self.requests: list[RecordedRequest] = []
         self.app = web.Application(

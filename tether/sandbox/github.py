@@ -70,6 +70,18 @@ class Comment:
     created_at: str
 
 
+@dataclass
+class ReviewComment:
+    id: int
+    body: str
+    author: str
+    created_at: str
+    commit_id: str
+    path: str
+    line: int | None
+    side: str
+
+
 @dataclass(frozen=True)
 class PullRequestRefs:
     head_ref: str
@@ -91,6 +103,7 @@ class Issue:
     state: str = "open"
     labels: list[str] = field(default_factory=list)
     comments: list[Comment] = field(default_factory=list)
+    review_comments: list[ReviewComment] = field(default_factory=list)
     pull: PullRequestRefs | None = None
     closed_at: str | None = None
 
@@ -195,12 +208,12 @@ class GitHubSandbox:
 
     def __init__(
         self,
-        tokens: Iterable[SandboxToken],
+        tokens: Iterable[SandboxToken] | TokenRegistry,
         repositories: Iterable[Repository] | None = None,
         *,
         api_url: str = API_URL,
     ) -> None:
-        self.tokens = TokenRegistry(tokens)
+        self.tokens = tokens if isinstance(tokens, TokenRegistry) else TokenRegistry(tokens)
         self.api_url = api_url.rstrip("/")
         self.requests: list[RecordedRequest] = []
         repos = [acme_api_repository()] if repositories is None else list(repositories)
@@ -252,6 +265,14 @@ class GitHubSandbox:
                 "issues/comments#create-an-issue-comment",
                 self._create_comment,
             ),
+            (
+                "POST",
+                f"{repo}/pulls/{{pull_number}}/comments",
+                "pull_requests=write",
+                "pulls/comments#create-a-review-comment-for-a-pull-request",
+                self._create_review_comment,
+            ),
+            ("GET", f"{repo}/commits/{{ref}}", "contents=read", "commits/commits#get-a-commit", self._commit),
             ("GET", "/rate_limit", None, "rate-limit/rate-limit", self._rate_limit),
             ("GET", "/zen", None, "meta/meta#get-the-zen-of-github", self._zen_text),
         ]
@@ -532,6 +553,79 @@ class GitHubSandbox:
         issue.comments.append(comment)
         created = self._comment_json(call.repository, issue, comment)
         return web.json_response(created, status=201, headers={"Location": created["url"]})
+
+    async def _commit(self, call: Call) -> web.StreamResponse:
+        """The head commits of the seeded pull requests (enough for SDKs that fetch one to comment on)."""
+        ref, repo = call.request.match_info["ref"], call.repository
+        heads = {i.pull.head_sha: i for i in repo.issues.values() if i.pull}
+        issue = heads.get(ref)
+        if issue is None:
+            message = f"No commit found for SHA: {ref}"
+            return error(422, message, f"{DOCS_URL}/commits/commits#get-a-commit")
+        url = f"{self.api_url}/repos/{repo.full_name}/commits/{ref}"
+        author = {"name": issue.author, "email": f"{issue.author}@example.com", "date": issue.created_at}
+        return web.json_response(
+            {
+                "sha": ref,
+                "node_id": _node_id("Commit", zlib.crc32(ref.encode())),
+                "url": url,
+                "html_url": f"{WEB_URL}/{repo.full_name}/commit/{ref}",
+                "commit": {"author": author, "committer": author, "message": issue.title, "url": url},
+                "author": self._user(issue.author),
+                "committer": self._user(issue.author),
+                "parents": [],
+                "files": [{"filename": "app.py", "status": "modified", "additions": 4, "deletions": 1}],
+            }
+        )
+
+    async def _create_review_comment(self, call: Call) -> web.StreamResponse:
+        docs = f"{DOCS_URL}/pulls/comments#create-a-review-comment-for-a-pull-request"
+        issue = _find_issue(call, "pull_number")
+        if issue is None or issue.pull is None:
+            return error(404, "Not Found", docs)
+        payload = await _json_object(call.request)
+        if isinstance(payload, web.Response):
+            return payload
+        for name in ("body", "commit_id", "path"):
+            if not isinstance(payload.get(name), str) or not payload[name]:
+                return _missing_field("PullRequestReviewComment", name, docs.removeprefix(f"{DOCS_URL}/"))
+        line = payload.get("line")
+        if line is not None and not isinstance(line, int):
+            return _invalid_field("PullRequestReviewComment", "line", docs.removeprefix(f"{DOCS_URL}/"))
+        comment = ReviewComment(
+            next(self._comment_ids),
+            payload["body"],
+            call.actor,
+            _now(),
+            payload["commit_id"],
+            payload["path"],
+            line,
+            str(payload.get("side", "RIGHT")),
+        )
+        issue.review_comments.append(comment)
+        repo = call.repository
+        pull_url = f"{self.api_url}/repos/{repo.full_name}/pulls/{issue.number}"
+        location = f"{self.api_url}/repos/{repo.full_name}/pulls/comments/{comment.id}"
+        created: Json = {
+            "id": comment.id,
+            "node_id": _node_id("PullRequestReviewComment", comment.id),
+            "url": location,
+            "pull_request_review_id": comment.id + 1,
+            "diff_hunk": "@@ -1 +1 @@",
+            "path": comment.path,
+            "commit_id": comment.commit_id,
+            "original_commit_id": comment.commit_id,
+            "user": self._user(comment.author),
+            "body": comment.body,
+            "created_at": comment.created_at,
+            "updated_at": comment.created_at,
+            "html_url": f"{WEB_URL}/{repo.full_name}/pull/{issue.number}#discussion_r{comment.id}",
+            "pull_request_url": pull_url,
+            "author_association": "NONE",
+            "line": comment.line,
+            "side": comment.side,
+        }
+        return web.json_response(created, status=201, headers={"Location": location})
 
     async def _rate_limit(self, call: Call) -> web.StreamResponse:
         bucket, limit = _rate_bucket(call.request, call.token)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # The hosts the sandbox providers stand in for, plus the loopback names a client may use directly.
@@ -86,14 +86,14 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Writes a private key readable by the owner only."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 
 
-def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -129,7 +129,7 @@ class SandboxCA:
         )
         self.cert_path = directory / "ca.pem"
         self.cert_path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
-        _write_private(directory / "ca-key.pem", _private_pem(self._key))
+        write_private(directory / "ca-key.pem", private_pem(self._key))
         self._issued: dict[tuple[str, ...], IssuedCert] = {}
 
     def issue(self, names: Iterable[str] = DEFAULT_SERVER_NAMES) -> IssuedCert:
@@ -163,7 +163,7 @@ class SandboxCA:
         stem = f"server-{len(self._issued)}"
         issued = IssuedCert(key_names, self.directory / f"{stem}.pem", self.directory / f"{stem}-key.pem")
         issued.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(issued.key_path, _private_pem(key))
+        write_private(issued.key_path, private_pem(key))
         self._issued[key_names] = issued
         return issued
 
