@@ -38,6 +38,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = BENCH_DIR.parent / "docs" / "performance.md"
 LEDGER_BENCH = BENCH_DIR / "ledger_bench.py"
 LEDGER_BENCH_TIMEOUT_SECONDS = 180
+INTEGRITY_BENCH = BENCH_DIR / "integrity_bench.py"
 
 # Targets from issue 2.
 THROUGHPUT_RATIO_TARGET = 0.90  # tether's req/s over bare mitmdump's
@@ -107,6 +108,21 @@ def run_ledger_bench(directory: Path) -> LedgerFigures | None:
         raise BenchError(f"no appends/s rows in bench/ledger_bench.py's output:\n{done.stdout}")
     callers, rate, _ = max(rows, key=lambda row: float(row[1].replace(",", "")))
     return LedgerFigures(done.stdout.rstrip(), float(rate.replace(",", "")), callers)
+
+
+def run_integrity_bench(directory: Path) -> str:
+    """bench/integrity_bench.py's docs/performance.md section (signed checkpoints, verification, archive)."""
+    done = subprocess.run(
+        [sys.executable, str(INTEGRITY_BENCH), "--dir", str(directory), "--markdown"],
+        capture_output=True,
+        text=True,
+        timeout=LEDGER_BENCH_TIMEOUT_SECONDS,
+        check=False,
+        cwd=BENCH_DIR,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"bench/integrity_bench.py failed:\n{done.stderr[-2000:]}")
+    return f"## Ledger integrity\n\n{done.stdout.strip()}\n"
 
 
 def machine_details(scratch: Path, fsync: tuple[float, float], load: tuple[float, float, float]) -> str:
@@ -291,9 +307,13 @@ def main() -> None:
         ledger = run_ledger_bench(scratch)
         print("soak benchmark ...", file=sys.stderr)
         soak = run_soak(args.rss_requests, 16, 2.0) if args.rss_requests > 0 else None
+        print("ledger integrity benchmark ...", file=sys.stderr)
+        integrity = run_integrity_bench(scratch) if INTEGRITY_BENCH.exists() else ""
     except BenchError as exc:
         sys.exit(f"benchmark failed: {exc}")
     text = report(proxy, ledger, soak, machine_details(scratch, fsync, load), started)
+    if integrity:
+        text = text.replace("\n## Machine\n", f"\n{integrity}\n## Machine\n", 1)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)

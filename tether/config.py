@@ -34,6 +34,7 @@ from tether.credential_types import (
     OAuth2Credential,
     SlackCredential,
 )
+from tether.ledger.settings import LedgerSettings
 from tether.sinks.config import SinkConfig, check_unique
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
@@ -145,6 +146,7 @@ class TetherConfig(_Model):
         description="Also write the CA certificate (never its key) here, e.g. a volume the agent mounts.",
     )
     sinks: tuple[SinkConfig, ...] = Field((), description="SIEM destinations the ledger is shipped to.")
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     @field_validator("proxy_listen", "api_listen")
     @classmethod
@@ -217,6 +219,11 @@ class TetherConfig(_Model):
                 )
         if self.gateway is not None and not self.gateway.agents_file.is_file():
             problems.append(f"gateway.agents_file: no such file: {self.gateway.agents_file}")
+        token_file, token_env = self.ledger.admin_token_file, self.ledger.admin_token_env
+        if token_file is not None and not token_file.is_file():
+            problems.append(f"ledger.admin_token_file: no such file: {token_file}")
+        if token_env is not None and not os.environ.get(token_env):
+            problems.append(f"ledger.admin_token_env: environment variable {token_env} is unset")
         for host, override in self.upstream_overrides.items():
             if override.ca_file is not None and not override.ca_file.is_file():
                 problems.append(f"upstream_overrides.{host}.ca_file: no such file: {override.ca_file}")
@@ -260,6 +267,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         data["policy_files"] = [rel(p) for p in data["policy_files"]]
     if isinstance(data.get("gateway"), dict) and "agents_file" in data["gateway"]:
         data["gateway"]["agents_file"] = rel(data["gateway"]["agents_file"])
+    ledger = data.get("ledger")
+    if isinstance(ledger, dict):
+        for key in ("signing_key_file", "witness_file", "admin_token_file"):
+            if key in ledger:
+                ledger[key] = rel(ledger[key])
     for section, suffix in (("credentials", "_file"), ("upstream_overrides", "ca_file")):
         entries = data.get(section)
         if isinstance(entries, dict):

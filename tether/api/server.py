@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from tether import __version__
 from tether.api import analysis as analysis_api
+from tether.api.audit import add_routes as add_audit_routes
 from tether.context import ContextError, RunContext, RunRegistry, scopes_from_json
 from tether.gateway import Agent
 from tether.ledger.store import LedgerError
@@ -163,6 +164,7 @@ def make_app(rt: Runtime) -> web.Application:
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_post("/v1/runs/{run_id}/end", close_run)
     ops_http.register(app, rt)
+    add_audit_routes(app, rt)
     analysis_api.add_routes(app.router, RUNTIME)
     return app
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from mitmproxy.addonmanager import Loader
 from tether.config import ConfigError, TetherConfig, load_config
 from tether.context import RunContext, RunRegistry
 from tether.gateway import Agent, AgentsError
+from tether.ledger.checkpoint import Checkpointer
+from tether.ledger.signing import SigningKeyError
 from tether.ledger.store import LedgerError
 from tether.ops.sinkprobe import ShipperProbe
 from tether.policy.loader import PolicyError
@@ -82,6 +85,8 @@ class Lifecycle:
             raise exceptions.OptionsError(f"cannot open the ledger: {exc}") from None
         except AgentsError as exc:
             raise exceptions.OptionsError("invalid agents file:\n" + str(exc)) from None
+        except SigningKeyError as exc:
+            raise exceptions.OptionsError(f"cannot use the ledger signing key: {exc}") from None
         self.holder.set(runtime)
         ctx.options.update(**mitmproxy_options(config, runtime))
 
@@ -102,6 +107,11 @@ class Lifecycle:
         if rt.gateway is not None:
             self._spawn(self._watch_agents(rt))
         self._spawn(self._sweep_tokens(rt))
+        if rt.checkpointer is not None:
+            self._spawn(rt.checkpointer.run())
+            rt.ops.checkpoint_age = checkpoint_age(rt.checkpointer)
+        if rt.archiver is not None:
+            self._spawn(rt.archiver.run())
 
     async def done(self) -> None:
         for task in self.tasks:
@@ -115,6 +125,8 @@ class Lifecycle:
             await end_all_runs(self.holder.runtime)
             if self.monitor is not None:
                 await self.monitor.stop()
+            if self.holder.runtime.checkpointer is not None:
+                await self.holder.runtime.checkpointer.aclose()  # the final checkpoint covers everything
             if self.shipping is not None:
                 await self.shipping.stop()  # after run.ended, so it is shipped too
             await self.holder.runtime.broker.close()
@@ -171,6 +183,15 @@ class Lifecycle:
                 run = rt.runs_for(agent)[0].get(run_id) or RunContext(run_id=run_id, origin="forgotten")
                 fields = rt.recorder.retired_fields(retired)
                 await _record_quietly(rt, "token.expired", run, agent=agent, **fields)
+
+
+def checkpoint_age(checkpointer: Checkpointer) -> Callable[[], float | None]:
+    """Seconds since this process wrote its last signed checkpoint (None before the first)."""
+
+    def age() -> float | None:
+        return None if checkpointer.written_at is None else time.time() - checkpointer.written_at
+
+    return age
 
 
 def export_ca_cert(config: TetherConfig) -> None:
