@@ -126,3 +126,19 @@ def test_shipper_probe_is_stuck_only_when_the_cursor_stops_with_events_waiting()
     state.delivered = state.head  # caught up: never stuck
     clock[0] += 600
     assert probe.stuck() is None
+
+
+def test_checkpoint_age_counts_from_the_last_checkpoint_written(runtime: Runtime) -> None:
+    import time as clock
+    from types import SimpleNamespace
+
+    from tether.proxy.lifecycle import checkpoint_age
+
+    checkpointer = SimpleNamespace(written_at=None)
+    age = checkpoint_age(checkpointer)  # type: ignore[arg-type]
+    assert age() is None
+    checkpointer.written_at = clock.time() - 30
+    runtime.ops.checkpoint_age = age
+    text = generate_latest(runtime.ops.registry).decode()
+    line = next(ln for ln in text.splitlines() if ln.startswith("tether_checkpoint_age_seconds "))
+    assert 30 <= float(line.split()[1]) < 40
