@@ -113,6 +113,7 @@ class FlakyMinter:
     """Fails with a given error; counts its calls."""
 
     deadline_seconds = 0.0
+    spends_refresh_token = False
 
     def __init__(self, error):
         self.error = error
@@ -151,6 +152,17 @@ def test_non_retryable_errors_are_not_retried():
     with pytest.raises(MintError, match="forbidden"):
         asyncio.run(Broker({"gh": minter}).issue(key(), ttl_seconds=60, native={}, record=recorded))
     assert minter.calls == 1
+
+
+@pytest.mark.parametrize("sent", [True, False])
+def test_a_spent_refresh_token_is_never_presented_again(sent):
+    # A timeout or 5xx after a single-use refresh token went out: the provider may have rotated it.
+    minter = FlakyMinter(MintError("no answer", retryable=True, sent=sent))
+    minter.deadline_seconds = 1.0
+    minter.spends_refresh_token = True
+    with pytest.raises(MintError, match="no answer"):
+        asyncio.run(Broker({"gh": minter}).issue(key(), ttl_seconds=60, native={}, record=recorded))
+    assert minter.calls == 1 if sent else minter.calls > 1
 
 
 def test_static_tokens_are_never_rejected(broker):

@@ -30,12 +30,17 @@ class MintError(Exception):
     """A token could not be produced; the message is safe to show (it never holds a secret).
 
     `status` is the provider's HTTP status when it answered; `retryable` marks 5xx, 429, timeouts and
-    network errors, which the broker retries inside the credential's deadline."""
+    network errors, which the broker retries inside the credential's deadline. `sent` marks errors
+    after the request may have reached the provider (timeouts, a dropped connection, 5xx): the
+    provider may have acted on it, so a spent single-use refresh token is not presented again."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False, sent: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.sent = sent
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class MintedSecret:
 class Minter(Protocol):
     # Total time for one issuance, retries included (0: no retries).
     deadline_seconds: float
+    # Each mint spends a single-use refresh token: errors once the request was sent are not retried.
+    spends_refresh_token: bool
 
     def target(self, owner: str | None) -> str | None:
         """The part of a request that selects a different token (GitHub: which installation)."""
@@ -84,6 +91,7 @@ class StaticMinter:
     """Hands out a configured secret, re-read at each issuance so rotated files take effect."""
 
     deadline_seconds = 0.0
+    spends_refresh_token = False
 
     def __init__(self, name: str, config: CredentialConfig) -> None:
         self.name = name
@@ -144,6 +152,40 @@ def write_secret_file(path: Path, value: str) -> None:
         os.fsync(directory)  # the rename itself is durable
     finally:
         os.close(directory)
+
+
+class RefreshTokenFile:
+    """The file of a rotating single-use refresh token. A rotated token that cannot be written stays
+    current in memory (the file is stale, which is logged): the next mint spends it and retries the
+    write first, so a full disk or a read-only mount never loses the chain."""
+
+    WHAT = "refresh_token_file"
+
+    def __init__(self, path: Path, where: str) -> None:
+        self.path = path
+        self.where = where
+        self._unsaved: str | None = None  # the current refresh token when the file is stale
+
+    async def current(self) -> str:
+        unsaved = self._unsaved
+        if unsaved is None:
+            return await asyncio.to_thread(read_secret_file, self.path, self.where, self.WHAT)
+        await self.save(unsaved)
+        return unsaved
+
+    async def save(self, value: str) -> None:
+        try:
+            await asyncio.to_thread(write_secret_file, self.path, value)
+        except OSError as exc:
+            self._unsaved = value
+            log.error(
+                "%s: cannot write %s (%s): the file is stale, the rotated refresh token is kept in memory",
+                self.where,
+                self.WHAT,
+                exc.strerror,
+            )
+            return
+        self._unsaved = None
 
 
 @dataclass(frozen=True)
@@ -314,11 +356,11 @@ class Broker:
                 return await asyncio.wait_for(minter.mint(request), timeout=max(remaining, 0.001))
             except TimeoutError:
                 error = MintError(
-                    f"no token within the {minter.deadline_seconds:g}s deadline", retryable=True
+                    f"no token within the {minter.deadline_seconds:g}s deadline", retryable=True, sent=True
                 )
             except MintError as exc:
                 error = exc
-            if not error.retryable:
+            if not error.retryable or (error.sent and minter.spends_refresh_token):
                 raise error
             if deadline - time.monotonic() <= delay:
                 tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"

@@ -58,6 +58,8 @@ def _parse_expiry(value: object) -> float:
 
 
 class GitHubAppMinter:
+    spends_refresh_token = False
+
     def __init__(self, name: str, config: GitHubAppCredential, http: ProviderHTTP) -> None:
         self.name = name
         self.config = config
