@@ -5,7 +5,15 @@ import stat
 
 import pytest
 
-from tether.broker.base import Broker, MintError, TokenKey, hashed_token, read_secret_file, write_secret_file
+from tether.broker.base import (
+    Broker,
+    MintedSecret,
+    MintError,
+    TokenKey,
+    hashed_token,
+    read_secret_file,
+    write_secret_file,
+)
 from tether.broker.registry import build_broker
 from tether.config import CredentialConfig
 
@@ -163,6 +171,50 @@ def test_a_spent_refresh_token_is_never_presented_again(sent):
     with pytest.raises(MintError, match="no answer"):
         asyncio.run(Broker({"gh": minter}).issue(key(), ttl_seconds=60, native={}, record=recorded))
     assert minter.calls == 1 if sent else minter.calls > 1
+
+
+class GatedMinter:
+    """Mints only once `gate` is set; counts its mints and records what it revokes."""
+
+    deadline_seconds = 0.0
+    spends_refresh_token = False
+
+    def __init__(self):
+        self.gate = asyncio.Event()
+        self.calls = 0
+        self.revoked = []
+
+    def target(self, owner):
+        return None
+
+    async def mint(self, request):
+        self.calls += 1
+        await self.gate.wait()
+        return MintedSecret(f"minted-{self.calls}", None, "fake", minted=True)
+
+    async def revoke(self, secret):
+        self.revoked.append(secret.value)
+        return True
+
+
+def test_a_token_minted_while_its_run_ends_is_revoked_not_used():
+    minter = GatedMinter()
+    broker = Broker({"gh": minter})
+
+    async def go():
+        issuing = asyncio.create_task(broker.issue(key(), ttl_seconds=60, native={}, record=recorded))
+        await asyncio.sleep(0)  # the mint is under way
+        ending = asyncio.create_task(broker.end_run("run_1"))
+        await asyncio.sleep(0)
+        minter.gate.set()
+        with pytest.raises(MintError, match="run run_1 has ended"):
+            await issuing
+        assert await ending == []
+        with pytest.raises(MintError, match="has ended"):
+            await broker.issue(key(), ttl_seconds=60, native={}, record=recorded)
+
+    asyncio.run(go())
+    assert minter.revoked == ["minted-1"] and minter.calls == 1
 
 
 def test_static_tokens_are_never_rejected(broker):

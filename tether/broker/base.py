@@ -252,6 +252,7 @@ class Broker:
     EXPIRY_MARGIN_SECONDS = 60.0
     RETRY_FIRST_DELAY = 0.2
     RETRY_MAX_DELAY = 2.0
+    MAX_ENDED_RUNS = 10_000
 
     def __init__(
         self, minters: Mapping[str, Minter], close: Callable[[], Awaitable[None]] | None = None
@@ -263,6 +264,8 @@ class Broker:
         # The last failed mint per key: callers that waited on it get its error instead of retrying.
         self._failures: dict[TokenKey, tuple[float, MintError]] = {}
         self._rejected: set[TokenKey] = set()  # keys whose token the provider refused (re-minted once)
+        # Runs that ended, newest last (bounded): a mint racing the end of its run is revoked, not used.
+        self._ended_runs: dict[str, None] = {}
 
     def has_credential(self, name: str) -> bool:
         return name in self._minters
@@ -294,6 +297,7 @@ class Broker:
             if failed is not None and failed[0] >= arrived:
                 raise failed[1]
             now = time.time()
+            self._refuse_ended(key)
             current = self._tokens.get(key)
             if current is not None and current.expires_at > now:
                 return Issuance(current, fresh=False, expired=[])
@@ -331,6 +335,9 @@ class Broker:
                 ttl_seconds=ttl_seconds,
                 origin=origin,
             )
+            if key.run_id in self._ended_runs:  # the run ended during the mint: end_run takes `current`
+                await self._revoke(token)
+                self._refuse_ended(key)
             expired: list[Retired] = []
             if current is not None:
                 self._tokens.pop(key, None)
@@ -382,11 +389,23 @@ class Broker:
             self._rejected.add(key)
         return await self._revoke(token)
 
+    def _refuse_ended(self, key: TokenKey) -> None:
+        if key.run_id in self._ended_runs:
+            raise MintError(f"run {key.run_id} has ended: no new tokens are issued for it")
+
     async def end_run(self, run_id: str) -> list[Retired]:
-        """Revoke and forget every token of a run; the caller records token.revoked."""
-        ended = [token for key, token in self._tokens.items() if key.run_id == run_id]
-        for token in ended:
-            self._forget(token.key)
+        """Revoke and forget every token of a run, and issue none for it any more; the caller records
+        token.revoked. Each key's lock is taken first, so a mint under way is collected too."""
+        self._ended_runs[run_id] = None
+        while len(self._ended_runs) > self.MAX_ENDED_RUNS:
+            del self._ended_runs[next(iter(self._ended_runs))]
+        ended: list[IssuedToken] = []
+        for key in [k for k in {*self._locks, *self._tokens} if k.run_id == run_id]:
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                token = self._tokens.get(key)
+                if token is not None:
+                    ended.append(token)
+            self._forget(key)
         self._failures = {k: v for k, v in self._failures.items() if k.run_id != run_id}
         self._rejected = {k for k in self._rejected if k.run_id != run_id}
         return [await self._revoke(token) for token in ended]
