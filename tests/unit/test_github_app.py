@@ -104,6 +104,17 @@ def test_mints_a_down_scoped_token_that_works_until_revoked(tmp_path, app_key):
     asyncio.run(go())
 
 
+def test_a_grant_of_only_implicit_scopes_asks_for_metadata_read_not_everything(tmp_path, app_key):
+    async def go():
+        async with world(tmp_path, app_key) as w:
+            secret = await w.minter().mint(request(scopes=("metadata:read",), native_permissions={}))
+            assert w.app.minted[-1].permissions == {"metadata": "read"}
+            assert await w.get("/repos/acme/api", secret.value) == 200
+            assert await w.get("/repos/acme/api/pulls", secret.value) == 403
+
+    asyncio.run(go())
+
+
 def test_installation_is_resolved_from_the_owner_once(tmp_path, app_key):
     async def go():
         async with world(tmp_path, app_key) as w:

@@ -97,7 +97,9 @@ class GitHubAppMinter:
     async def mint(self, request: MintRequest) -> MintedSecret:
         owner = request.target or self._single_policy_owner(request.repositories)
         installation = await self._installation(owner, request.repository)
-        body: dict[str, object] = {"permissions": dict(request.native_permissions)}
+        # Never an empty map: GitHub gives a token without `permissions` all of the App's, and leaves
+        # `{}` open. `metadata: read` (implied in every installation token) is the narrowest ask.
+        body: dict[str, object] = {"permissions": dict(request.native_permissions) or {"metadata": "read"}}
         if owner is not None:
             names = repositories_for(request.repositories, owner)
             if names is not None:
