@@ -2,6 +2,7 @@ import asyncio
 import base64
 import hashlib
 import stat
+import time
 
 import pytest
 
@@ -55,17 +56,6 @@ def test_one_token_per_run_and_scope_set(broker):
     assert a.token.value == "static-secret-value"
     assert a.token.secret.minted is False and a.token.secret.source == "static:gh"
     assert "static-secret-value" not in repr(a.token)
-
-
-def test_concurrent_first_calls_mint_once(broker):
-    async def go():
-        return await asyncio.gather(
-            *(broker.issue(key(), ttl_seconds=60, native={}, record=recorded) for _ in range(20))
-        )
-
-    results = asyncio.run(go())
-    assert sum(r.fresh for r in results) == 1
-    assert len({r.token.token_id for r in results}) == 1
 
 
 def test_expired_token_is_replaced_and_reported(broker):
@@ -179,8 +169,9 @@ class GatedMinter:
     deadline_seconds = 0.0
     spends_refresh_token = False
 
-    def __init__(self):
+    def __init__(self, lifetime=None):
         self.gate = asyncio.Event()
+        self.lifetime = lifetime
         self.calls = 0
         self.revoked = []
 
@@ -190,11 +181,96 @@ class GatedMinter:
     async def mint(self, request):
         self.calls += 1
         await self.gate.wait()
-        return MintedSecret(f"minted-{self.calls}", None, "fake", minted=True)
+        expires_at = time.time() + self.lifetime if self.lifetime else None
+        return MintedSecret(f"minted-{self.calls}", expires_at, "fake", minted=True)
 
     async def revoke(self, secret):
         self.revoked.append(secret.value)
         return True
+
+
+def test_concurrent_first_calls_mint_once():
+    minter = GatedMinter()
+    broker = Broker({"gh": minter})
+
+    async def go():
+        calls = [
+            asyncio.create_task(broker.issue(key(), ttl_seconds=60, native={}, record=recorded))
+            for _ in range(20)
+        ]
+        await asyncio.sleep(0)  # every caller is now waiting: on the mint or on the key's lock
+        minter.gate.set()
+        return await asyncio.gather(*calls)
+
+    results = asyncio.run(go())
+    assert minter.calls == 1
+    assert sum(r.fresh for r in results) == 1
+    assert len({r.token.token_id for r in results}) == 1
+
+
+def test_waiters_share_a_token_that_could_not_be_recorded():
+    # With the ledger down, N waiting calls must not mint (and, for Slack, rotate) N times.
+    minter = GatedMinter()
+    broker = Broker({"gh": minter})
+
+    async def go():
+        calls = [
+            asyncio.create_task(broker.issue(key(), ttl_seconds=60, native={}, record=not_recorded))
+            for _ in range(5)
+        ]
+        await asyncio.sleep(0)
+        minter.gate.set()
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    first, *waiters = asyncio.run(go())
+    assert first is None and minter.calls == 1 and minter.revoked == ["minted-1"]
+    assert all(isinstance(w, MintError) and "could not be recorded" in str(w) for w in waiters)
+
+
+def test_a_short_lived_provider_token_is_reused():
+    # A provider lifetime of 60 s (Google impersonation with ttl 60) must not mint on every call.
+    minter = GatedMinter(lifetime=60)
+    minter.gate.set()
+    broker = Broker({"gh": minter})
+
+    async def go():
+        first = await broker.issue(key(), ttl_seconds=60, native={}, record=recorded)
+        second = await broker.issue(key(), ttl_seconds=60, native={}, record=recorded)
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert not second.fresh and minter.calls == 1
+    assert first.token.expires_at >= first.token.secret.expires_at - 6
+
+
+def test_one_re_mint_per_ttl_survives_a_sweep():
+    minter = GatedMinter()
+    minter.gate.set()
+    broker = Broker({"gh": minter})
+
+    async def go():
+        first = await broker.issue(key(), ttl_seconds=600, native={}, record=recorded)
+        assert first is not None and await broker.reject(first.token) is not None
+        await broker.sweep()
+        second = await broker.issue(key(), ttl_seconds=600, native={}, record=recorded)
+        assert second is not None
+        return await broker.reject(second.token)
+
+    assert asyncio.run(go()) is None
+    assert minter.calls == 2
+
+
+def test_keys_that_hold_no_token_leave_no_lock_behind():
+    minter = FlakyMinter(MintError("not installed", status=404))
+    broker = Broker({"gh": minter})
+
+    async def go():
+        for run in range(10):  # an agent changing X-Tether-Run on every call
+            with pytest.raises(MintError):
+                await broker.issue(key(run=f"run_{run}"), ttl_seconds=60, native={}, record=recorded)
+
+    asyncio.run(go())
+    assert minter.calls == 10 and broker._locks == {}
 
 
 def test_a_token_minted_while_its_run_ends_is_revoked_not_used():

@@ -127,6 +127,11 @@ def test_installation_is_resolved_from_the_owner_once(tmp_path, app_key):
             with pytest.raises(MintError, match="not installed on nobody") as caught:
                 await minter.mint(request(target="nobody", repository=None))
             assert caught.value.status == 404 and not caught.value.retryable
+            # Asked again soon: the answer is reused, GitHub is not asked again.
+            with pytest.raises(MintError, match="not installed on nobody"):
+                await minter.mint(request(target="nobody", repository=None))
+            lookups = [r.path for r in w.sandbox.requests if r.path.endswith("/installation")]
+            assert lookups[1:] == ["/orgs/nobody/installation", "/users/nobody/installation"]
 
     asyncio.run(go())
 

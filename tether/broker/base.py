@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -248,7 +249,8 @@ RecordIssuance = Callable[[Issuance], Awaitable[bool]]
 class Broker:
     """Caches issued tokens per key; expires them at the policy ttl; retires them when a run ends."""
 
-    # Renew this long before the provider's own expiry, so a token never dies mid-request.
+    # Renew this long before the provider's own expiry (at most a tenth of the token's lifetime, so a
+    # short-lived one is still reused), so a token never dies mid-request.
     EXPIRY_MARGIN_SECONDS = 60.0
     RETRY_FIRST_DELAY = 0.2
     RETRY_MAX_DELAY = 2.0
@@ -260,10 +262,12 @@ class Broker:
         self._minters = dict(minters)
         self._close = close
         self._tokens: dict[TokenKey, IssuedToken] = {}
-        self._locks: dict[TokenKey, asyncio.Lock] = {}
+        # Per-key locks (single flight), kept while the key holds a token or a caller uses the lock.
+        self._locks: dict[TokenKey, _KeyLock] = {}
         # The last failed mint per key: callers that waited on it get its error instead of retrying.
         self._failures: dict[TokenKey, tuple[float, MintError]] = {}
-        self._rejected: set[TokenKey] = set()  # keys whose token the provider refused (re-minted once)
+        # Keys whose token the provider refused, until when (monotonic): one re-mint per policy ttl.
+        self._rejected: dict[TokenKey, float] = {}
         # Runs that ended, newest last (bounded): a mint racing the end of its run is revoked, not used.
         self._ended_runs: dict[str, None] = {}
 
@@ -291,8 +295,7 @@ class Broker:
         concurrent one, can use a token whose `token.minted` is not on record. None when it is not.
         Concurrent callers wait for one mint; when it fails they all get its MintError."""
         arrived = time.monotonic()
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._locked(key):
             failed = self._failures.get(key)
             if failed is not None and failed[0] >= arrived:
                 raise failed[1]
@@ -324,7 +327,8 @@ class Broker:
             now = time.time()
             expires_at = now + ttl_seconds
             if secret.expires_at is not None:
-                expires_at = min(expires_at, secret.expires_at - self.EXPIRY_MARGIN_SECONDS)
+                margin = min(self.EXPIRY_MARGIN_SECONDS, (secret.expires_at - now) / 10)
+                expires_at = min(expires_at, secret.expires_at - margin)
             token = IssuedToken(
                 token_id=f"tok_{secrets.token_hex(12)}",
                 key=key,
@@ -345,6 +349,9 @@ class Broker:
             issuance = Issuance(token, fresh=True, expired=expired)
             if not await record(issuance):
                 await self._revoke(token)
+                # Waiters share this outcome rather than each minting (and rotating) in turn.
+                unrecorded = MintError("the new token could not be recorded in the ledger")
+                self._failures[key] = (time.monotonic(), unrecorded)
                 return None
             self._tokens[key] = token
             return issuance
@@ -377,16 +384,17 @@ class Broker:
 
     async def reject(self, token: IssuedToken) -> Retired | None:
         """The provider refused a minted `token` (401): retire it so the next call mints a fresh one,
-        once per key — a fresh token refused again is kept (the calls fail) rather than minting in a
-        loop. None when nothing was retired (static secret, already replaced, or the re-mint was used)."""
+        once per key and policy ttl — a fresh token refused again is kept (the calls fail) rather than
+        minting in a loop. None when nothing was retired (static secret, already replaced, or the
+        re-mint was used)."""
         key = token.key
-        if not token.secret.minted or key in self._rejected:
+        if not token.secret.minted or self._rejected.get(key, 0.0) > time.monotonic():
             return None
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locked(key):
             if self._tokens.get(key) is not token:
                 return None
             self._tokens.pop(key, None)
-            self._rejected.add(key)
+            self._rejected[key] = time.monotonic() + token.ttl_seconds
         return await self._revoke(token)
 
     def _refuse_ended(self, key: TokenKey) -> None:
@@ -401,13 +409,12 @@ class Broker:
             del self._ended_runs[next(iter(self._ended_runs))]
         ended: list[IssuedToken] = []
         for key in [k for k in {*self._locks, *self._tokens} if k.run_id == run_id]:
-            async with self._locks.setdefault(key, asyncio.Lock()):
-                token = self._tokens.get(key)
+            async with self._locked(key):
+                token = self._tokens.pop(key, None)
                 if token is not None:
                     ended.append(token)
-            self._forget(key)
         self._failures = {k: v for k, v in self._failures.items() if k.run_id != run_id}
-        self._rejected = {k for k in self._rejected if k.run_id != run_id}
+        self._rejected = {k: v for k, v in self._rejected.items() if k.run_id != run_id}
         return [await self._revoke(token) for token in ended]
 
     async def sweep(self, now: float | None = None) -> list[Retired]:
@@ -419,8 +426,7 @@ class Broker:
             self._forget(token.key)
         stale = time.monotonic() - 60
         self._failures = {k: v for k, v in self._failures.items() if v[0] > stale}
-        # A key whose refused token expired may re-mint once again: at most one re-mint per ttl.
-        self._rejected = {k for k in self._rejected if k in self._tokens}
+        self._rejected = {k: v for k, v in self._rejected.items() if v > time.monotonic()}
         return [await self._revoke(token) for token in expired]
 
     async def _revoke(self, token: IssuedToken) -> Retired:
@@ -436,8 +442,28 @@ class Broker:
         if self._close is not None:
             await self._close()
 
+    @contextlib.asynccontextmanager
+    async def _locked(self, key: TokenKey) -> AsyncIterator[None]:
+        """Hold `key`'s lock; the lock is dropped once no caller uses it and the key holds no token,
+        so keys that never got one (a failed mint, an agent changing run ids) leave nothing behind."""
+        entry = self._locks.setdefault(key, _KeyLock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and key not in self._tokens:
+                del self._locks[key]
+
     def _forget(self, key: TokenKey) -> None:
         self._tokens.pop(key, None)
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
+        entry = self._locks.get(key)
+        if entry is not None and entry.users == 0:
             del self._locks[key]
+
+
+@dataclass
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # callers holding or waiting for the lock
