@@ -38,16 +38,16 @@ class OAuth2Minter:
     def target(self, owner: str | None) -> str | None:
         return None
 
-    def _read(self, what: str) -> str:
+    async def _read(self, what: str) -> str:
         path = getattr(self.config, what)
-        return read_secret_file(path, f"credential {self.name}", what)
+        return await asyncio.to_thread(read_secret_file, path, f"credential {self.name}", what)
 
-    def _client_auth(self, form: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    async def _client_auth(self, form: dict[str, str]) -> tuple[dict[str, str], list[str]]:
         """Headers for the client's authentication (RFC 6749 §2.3.1), and the secrets involved."""
         if self.config.client_secret_file is None:
             form["client_id"] = self.config.client_id
             return {}, []
-        secret = self._read("client_secret_file")
+        secret = await self._read("client_secret_file")
         if self.config.client_auth == "post":
             form.update(client_id=self.config.client_id, client_secret=secret)
             return {}, [secret]
@@ -71,7 +71,7 @@ class OAuth2Minter:
         else:
             spent: list[str] = []
             if self.config.grant == "token_exchange":
-                subject = self._read("subject_token_file")
+                subject = await self._read("subject_token_file")
                 spent.append(subject)
                 form.update(
                     grant_type=TOKEN_EXCHANGE,
@@ -93,7 +93,7 @@ class OAuth2Minter:
         return token, expires_at
 
     async def _post(self, form: dict[str, str], spent: list[str]) -> tuple[str, float | None, str | None]:
-        headers, secrets = self._client_auth(form)
+        headers, secrets = await self._client_auth(form)
         response = await self.http.request(
             "POST",
             self.config.token_url,
@@ -112,7 +112,7 @@ class OAuth2Minter:
         if self.config.revocation_url is None:
             return False
         form = {"token": secret.value, "token_type_hint": "access_token"}
-        headers, secrets = self._client_auth(form)
+        headers, secrets = await self._client_auth(form)
         response = await self.http.request(
             "POST",
             self.config.revocation_url,
