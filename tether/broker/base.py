@@ -17,10 +17,10 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tether.config import CredentialConfig
 
@@ -153,6 +153,15 @@ def write_secret_file(path: Path, value: str) -> None:
         os.fsync(directory)  # the rename itself is durable
     finally:
         os.close(directory)
+
+
+async def run_to_end[T](step: Coroutine[Any, Any, T]) -> T:
+    """Await `step` in a task that cancelling the caller (the mint deadline) does not stop: a
+    refresh-token rotation must reach its persist once the provider may have rotated. An error that
+    comes after the caller gave up has no one left to tell (the caller reported its deadline)."""
+    task = asyncio.ensure_future(step)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(task)
 
 
 class RefreshTokenFile:

@@ -14,7 +14,7 @@ import asyncio
 import base64
 from urllib.parse import quote, urlsplit
 
-from tether.broker.base import MintedSecret, MintRequest, RefreshTokenFile, read_secret_file
+from tether.broker.base import MintedSecret, MintRequest, RefreshTokenFile, read_secret_file, run_to_end
 from tether.broker.provider_http import ProviderHTTP, oauth_token
 from tether.credential_types import OAuth2Credential
 
@@ -67,7 +67,7 @@ class OAuth2Minter:
         source = f"oauth2:{self.config.client_id}@{self.server}"
         if self.config.grant == "refresh_token":
             # Shielded: a deadline must not cancel a refresh between the server's answer and the persist.
-            token, expires_at = await asyncio.shield(self._refresh_grant(form))
+            token, expires_at = await run_to_end(self._refresh_grant(form))
         else:
             spent: list[str] = []
             if self.config.grant == "token_exchange":

@@ -18,7 +18,14 @@ import asyncio
 import base64
 import time
 
-from tether.broker.base import MintedSecret, MintError, MintRequest, RefreshTokenFile, read_secret_file
+from tether.broker.base import (
+    MintedSecret,
+    MintError,
+    MintRequest,
+    RefreshTokenFile,
+    read_secret_file,
+    run_to_end,
+)
 from tether.broker.provider_http import ProviderHTTP, safe_message
 from tether.credential_types import SlackCredential
 
@@ -42,7 +49,7 @@ class SlackMinter:
 
     async def mint(self, request: MintRequest) -> MintedSecret:
         # Shielded: a deadline must not cancel a rotation between Slack's answer and the persist.
-        return await asyncio.shield(self._rotate())
+        return await run_to_end(self._rotate())
 
     async def _rotate(self) -> MintedSecret:
         where = f"credential {self.name}"
