@@ -243,6 +243,14 @@ def test_a_short_lived_provider_token_is_reused():
     assert first.token.expires_at >= first.token.secret.expires_at - 6
 
 
+def test_a_token_past_its_provider_expiry_is_never_kept_longer():
+    minter = GatedMinter(lifetime=-5)  # the provider's clock is ahead: already expired on arrival
+    minter.gate.set()
+    issued = asyncio.run(Broker({"gh": minter}).issue(key(), ttl_seconds=60, native={}, record=recorded))
+    assert issued is not None and issued.token.secret.expires_at is not None
+    assert issued.token.expires_at <= issued.token.secret.expires_at
+
+
 def test_one_re_mint_per_ttl_survives_a_sweep():
     minter = GatedMinter()
     minter.gate.set()

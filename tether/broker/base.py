@@ -336,7 +336,7 @@ class Broker:
             now = time.time()
             expires_at = now + ttl_seconds
             if secret.expires_at is not None:
-                margin = min(self.EXPIRY_MARGIN_SECONDS, (secret.expires_at - now) / 10)
+                margin = min(self.EXPIRY_MARGIN_SECONDS, max(secret.expires_at - now, 0) / 10)
                 expires_at = min(expires_at, secret.expires_at - margin)
             token = IssuedToken(
                 token_id=f"tok_{secrets.token_hex(12)}",
@@ -462,7 +462,7 @@ class Broker:
                 yield
         finally:
             entry.users -= 1
-            if entry.users == 0 and key not in self._tokens:
+            if entry.users == 0 and key not in self._tokens and self._locks.get(key) is entry:
                 del self._locks[key]
 
     def _forget(self, key: TokenKey) -> None:
