@@ -32,6 +32,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = BENCH_DIR.parent / "docs" / "performance.md"
 LEDGER_BENCH = BENCH_DIR / "ledger_bench.py"
 LEDGER_BENCH_TIMEOUT_SECONDS = 180
+INTEGRITY_BENCH = BENCH_DIR / "integrity_bench.py"
 
 # Targets from issue 2.
 THROUGHPUT_RATIO_TARGET = 0.90  # tether's req/s over bare mitmdump's
@@ -101,6 +102,21 @@ def run_ledger_bench(directory: Path) -> LedgerFigures | None:
         raise BenchError(f"no appends/s rows in bench/ledger_bench.py's output:\n{done.stdout}")
     callers, rate, _ = max(rows, key=lambda row: float(row[1].replace(",", "")))
     return LedgerFigures(done.stdout.rstrip(), float(rate.replace(",", "")), callers)
+
+
+def run_integrity_bench(directory: Path) -> str:
+    """bench/integrity_bench.py's docs/performance.md section (signed checkpoints, verification, archive)."""
+    done = subprocess.run(
+        [sys.executable, str(INTEGRITY_BENCH), "--dir", str(directory), "--markdown"],
+        capture_output=True,
+        text=True,
+        timeout=LEDGER_BENCH_TIMEOUT_SECONDS,
+        check=False,
+        cwd=BENCH_DIR,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"bench/integrity_bench.py failed:\n{done.stderr[-2000:]}")
+    return f"## Ledger integrity\n\n{done.stdout.strip()}\n"
 
 
 def machine_details(scratch: Path, fsync: tuple[float, float], load: tuple[float, float, float]) -> str:
@@ -222,13 +238,21 @@ def main() -> None:
         proxy = run_proxy_bench(args.rounds, args.seconds, args.warmup)
         print("ledger benchmark ...", file=sys.stderr)
         ledger = run_ledger_bench(scratch)
+        print("ledger integrity benchmark ...", file=sys.stderr)
+        integrity = run_integrity_bench(scratch) if INTEGRITY_BENCH.exists() else ""
     except BenchError as exc:
         sys.exit(f"benchmark failed: {exc}")
     text = report(proxy, ledger, machine_details(scratch, fsync, load), started)
+    if integrity:
+        text = text.replace("\n## Machine\n", f"\n{integrity}\n## Machine\n", 1)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"written to {args.output}", file=sys.stderr)
+    # The SIEM shipping figures (issue 5) go into their own section of the same report.
+    subprocess.run(
+        [sys.executable, str(BENCH_DIR / "siem_bench.py"), "--update", str(args.output)], check=False
+    )
 
 
 if __name__ == "__main__":

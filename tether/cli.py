@@ -14,7 +14,10 @@ from pathlib import Path
 from tether import __version__
 from tether.analysis import cli as analysis_cli
 from tether.config import ConfigError, TetherConfig, load_config
+from tether.ledger import commands as ledger_commands
+from tether.ledger.signing import SigningKeyError
 from tether.ledger.store import LedgerError
+from tether.sinks import cli as sinks_cli
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -53,8 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"tether: invalid policy:\n{exc}", file=sys.stderr)
         return EXIT_FAIL
-    except (LedgerError, OSError) as exc:
-        print(f"tether: cannot open the ledger or state dir: {exc}", file=sys.stderr)
+    except (LedgerError, OSError, SigningKeyError) as exc:
+        print(f"tether: cannot open the ledger, its signing key or the state dir: {exc}", file=sys.stderr)
         return EXIT_FAIL
     host, port = config.proxy_address
     print(
@@ -94,16 +97,9 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from tether.ledger.verify import verify_ledger
+    from tether.ledger.commands import run_verify
 
-    result = verify_ledger(_ledger_path(args), since=args.since, until=args.until)
-    if args.json:
-        print(json.dumps(result.to_json()))
-    elif result.ok:
-        print(f"ledger intact: {result.events_checked} events verified")
-    else:
-        print(f"ledger TAMPERED: first bad seq {result.first_bad_seq}: {result.reason} ({result.detail})")
-    return EXIT_OK if result.ok else EXIT_FAIL
+    return run_verify(args, _config, _ledger_path)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -188,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ranged(verify)
     verify.add_argument("--json", action="store_true")
+    ledger_commands.add_verify_arguments(verify)
     export = command("export", "Export events or digests as JSON Lines on stdout.", cmd_export)
     export.add_argument("what", choices=["events", "digests"])
     ranged(export)
@@ -204,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Only these event types, comma-separated or repeated; a family such as `token` means token.*",
     )
     timeline.add_argument("--json", action="store_true")
+    ledger_commands.register(sub, _config)
     analysis_cli.register(command)
     policy = command(
         "policy", "Check policy files, print their JSON Schema or suggest one.", cmd_policy, config=False
@@ -213,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", type=Path)
     policy_sub.add_parser("schema", help="Print the policy JSON Schema.")
     analysis_cli.register_policy_suggest(policy_sub)
+    sinks_cli.register(sub, _config, _ledger_path)
     return parser
 
 

@@ -34,6 +34,8 @@ from tether.credential_types import (
     OAuth2Credential,
     SlackCredential,
 )
+from tether.ledger.settings import LedgerSettings
+from tether.sinks.config import SinkConfig, check_unique
 from tether.yamlpos import LineMap, error_line, line_for, parse_with_lines
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
@@ -128,6 +130,8 @@ class TetherConfig(_Model):
     max_body_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Larger request bodies get 413 (responses: 1 GiB backstop)."
     )
+    sinks: tuple[SinkConfig, ...] = Field((), description="SIEM destinations the ledger is shipped to.")
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     @field_validator("proxy_listen", "api_listen")
     @classmethod
@@ -154,6 +158,11 @@ class TetherConfig(_Model):
     @classmethod
     def _override_hosts(cls, value: Mapping[str, UpstreamOverride]) -> Mapping[str, UpstreamOverride]:
         return {host.lower(): override for host, override in value.items()}
+
+    @field_validator("sinks")
+    @classmethod
+    def _sink_names(cls, value: tuple[SinkConfig, ...]) -> tuple[SinkConfig, ...]:
+        return check_unique(value)
 
     @property
     def effective_agent_id(self) -> str:
@@ -189,9 +198,16 @@ class TetherConfig(_Model):
                 problems.append(
                     f"credentials.{name}.secret_env: environment variable {cred.secret_env} is unset"
                 )
+        token_file, token_env = self.ledger.admin_token_file, self.ledger.admin_token_env
+        if token_file is not None and not token_file.is_file():
+            problems.append(f"ledger.admin_token_file: no such file: {token_file}")
+        if token_env is not None and not os.environ.get(token_env):
+            problems.append(f"ledger.admin_token_env: environment variable {token_env} is unset")
         for host, override in self.upstream_overrides.items():
             if override.ca_file is not None and not override.ca_file.is_file():
                 problems.append(f"upstream_overrides.{host}.ca_file: no such file: {override.ca_file}")
+        for index, sink in enumerate(self.sinks):
+            problems.extend(sink.secret_problems(f"sinks.{index}"))
         return problems
 
 
@@ -225,6 +241,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             data[key] = rel(data[key])
     if isinstance(data.get("policy_files"), list):
         data["policy_files"] = [rel(p) for p in data["policy_files"]]
+    ledger = data.get("ledger")
+    if isinstance(ledger, dict):
+        for key in ("signing_key_file", "witness_file", "admin_token_file"):
+            if key in ledger:
+                ledger[key] = rel(ledger[key])
     for section, suffix in (("credentials", "_file"), ("upstream_overrides", "ca_file")):
         entries = data.get(section)
         if isinstance(entries, dict):
@@ -233,6 +254,18 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
                     for key in entry:
                         if key.endswith(suffix):  # every credential file: secret, private key, ...
                             entry[key] = rel(entry[key])
+    if isinstance(data.get("sinks"), list):
+        for sink in data["sinks"]:
+            for key in ("secret_file", "ca_file"):
+                if isinstance(sink, dict) and key in sink:
+                    sink[key] = rel(sink[key])
+            if (
+                isinstance(sink, dict)
+                and sink.get("type") == "file"
+                and isinstance(sink.get("path"), str)
+                and sink["path"] != "-"
+            ):
+                sink["path"] = rel(sink["path"])
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> TetherConfig:
@@ -286,8 +319,8 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) + ": " if loc else ""
 
 
-def _loc_of(problem: str) -> tuple[str, ...]:
-    return tuple(problem.split(":", 1)[0].split("."))
+def _loc_of(problem: str) -> tuple[str | int, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in problem.split(":", 1)[0].split("."))
 
 
 def new_run_id() -> str:

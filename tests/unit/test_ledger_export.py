@@ -97,10 +97,19 @@ def test_export_ranges_are_contiguous_seqs(ledger: Ledger) -> None:
 def test_export_digests_lets_an_auditor_recompute_the_chain(ledger: Ledger) -> None:
     out = io.StringIO()
     assert export_digests(ledger, out) == 6
-    digests = [json.loads(line) for line in out.getvalue().splitlines()]
+    header, *lines = out.getvalue().splitlines()
+    assert json.loads(header)["export"] == {
+        "chain_id": ledger.chain_id,
+        "from": None,
+        "to": None,
+        "first_seq": 0,
+        "last_seq": 5,
+        "ledger_size": 6,
+    }
+    digests = [json.loads(line) for line in lines]
     events = list(ledger.iter_events())
     assert [list(digest) for digest in digests] == [["seq", "timestamp", "leaf"]] * 6
-    first_line = out.getvalue().splitlines()[0]
+    first_line = lines[0]
     assert first_line.startswith('{"seq": 0, "timestamp": "2025-02-03T14:00:00.000Z", "leaf": "')
     prev = GENESIS
     for digest, event in zip(digests, events, strict=True):

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from tether import __version__
 from tether.api import analysis as analysis_api
+from tether.api.audit import add_routes as add_audit_routes
 from tether.context import ContextError, RunContext, scopes_from_json
 from tether.ledger.store import LedgerError
 from tether.proxy.lifecycle import end_run
@@ -111,6 +112,7 @@ def make_app(rt: Runtime) -> web.Application:
     app.router.add_post("/v1/runs", open_run)
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_post("/v1/runs/{run_id}/end", close_run)
+    add_audit_routes(app, rt)
     analysis_api.add_routes(app.router, RUNTIME)
     return app
 

@@ -117,6 +117,11 @@ def utc_timestamp() -> str:
     return _format_ms(time.time_ns() // 1_000_000)
 
 
+def utc_timestamp_at(seconds: float) -> str:
+    """A POSIX time in the event timestamp format."""
+    return _format_ms(int(seconds * 1000))
+
+
 def normalize_time(value: str) -> str:
     """An ISO 8601 time (`2025-02-03`, `2025-02-03T14:00:00+01:00`, `…Z`; naive means UTC) in the
     event timestamp format, so it compares as a string with stored timestamps."""

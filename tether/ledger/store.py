@@ -35,7 +35,7 @@ import re
 import sqlite3
 import stat
 import threading
-from collections.abc import Collection, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +65,8 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS events_timestamp ON events (timestamp)",
     "CREATE INDEX IF NOT EXISTS events_run_id ON events (run_id)",
     "CREATE INDEX IF NOT EXISTS events_agent_name ON events (agent_name)",
+    # Verification, export and archiving look checkpoints up by seq (a partial index: a few rows).
+    "CREATE INDEX IF NOT EXISTS events_checkpoints ON events (seq) WHERE event_type = 'ledger.checkpoint'",
     *(
         f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} BEFORE {action} ON {table}"
         f" BEGIN SELECT RAISE(ABORT, 'ledger table {table} is append-only'); END"
@@ -94,9 +96,14 @@ class WriterStats:
     failed_batches: int
 
 
+# Builds an event from the chain's head at the event's own position: (size so far, hash at size - 1).
+HeadBuilder = Callable[[int, bytes], dict[str, Any]]
+
+
 @dataclass(slots=True)
 class _Pending:
     event: dict[str, Any]
+    build: HeadBuilder | None = None
     async_future: asyncio.Future[dict[str, Any]] | None = None
     sync_future: concurrent.futures.Future[dict[str, Any]] | None = None
     outcome: dict[str, Any] | Exception | None = None
@@ -266,6 +273,24 @@ class Ledger:
         self._submit(_Pending(_unsealed(event), sync_future=future))
         return future.result()
 
+    async def append_at_head(self, build: HeadBuilder) -> dict[str, Any]:
+        """Append the event `build(size, head_hash)` returns, called in the writer at the very position the
+        event takes: nothing can come between the head it sees and the event (signed checkpoints)."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._submit(_Pending({}, build=build, async_future=future))
+        return await future
+
+    def append_at_head_sync(self, build: HeadBuilder) -> dict[str, Any]:
+        """`append_at_head` for callers without an event loop."""
+        future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        self._submit(_Pending({}, build=build, sync_future=future))
+        return future.result()
+
+    @property
+    def size(self) -> int:
+        """Events committed so far, as this writer knows (another writer on the file may have added more)."""
+        return self._head[0] + 1
+
     def _submit(self, pending: _Pending) -> None:
         if self._writer is None:
             raise LedgerError(f"ledger {self.path} was opened read-only")
@@ -390,6 +415,14 @@ class Ledger:
         rows: list[tuple[Any, ...]] = []
         written: list[tuple[_Pending, dict[str, Any]]] = []
         for pending in batch:
+            if pending.build is not None:
+                try:
+                    built = pending.build(seq + 1, prev)
+                    _check(built)
+                except Exception as exc:  # the builder's fault: this event fails alone
+                    pending.outcome = exc if isinstance(exc, LedgerError) else LedgerError(str(exc))
+                    continue
+                pending.event = _unsealed(built)
             event = pending.event
             event["chain_id"], event["seq"] = self.chain_id, seq + 1
             try:

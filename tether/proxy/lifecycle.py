@@ -1,5 +1,5 @@
 """Lifecycle addon: builds the sidecar's services from `tether_config`, runs the control API, the policy
-watcher and the token sweeper, and closes the ledger on shutdown."""
+watcher, the token sweeper and the SIEM shippers, and closes the ledger on shutdown."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from mitmproxy.addonmanager import Loader
 
 from tether.config import ConfigError, TetherConfig, load_config
 from tether.context import RunContext
+from tether.ledger.signing import SigningKeyError
 from tether.ledger.store import LedgerError
 from tether.policy.loader import PolicyError
 from tether.policy.reload import ReloadResult
 from tether.proxy.anomalies import AnomalyMonitor
 from tether.proxy.holder import Holder
 from tether.proxy.runtime import Runtime
+from tether.sinks.service import Shipping, start_shipping
 
 log = logging.getLogger("tether")
 
@@ -50,6 +52,7 @@ class Lifecycle:
         self.tasks: list[asyncio.Task[None]] = []
         self.api: Any = None
         self.monitor: AnomalyMonitor | None = None
+        self.shipping: Shipping | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -74,6 +77,8 @@ class Lifecycle:
             raise exceptions.OptionsError("invalid policy:\n" + str(exc)) from None
         except LedgerError as exc:
             raise exceptions.OptionsError(f"cannot open the ledger: {exc}") from None
+        except SigningKeyError as exc:
+            raise exceptions.OptionsError(f"cannot use the ledger signing key: {exc}") from None
         self.holder.set(runtime)
         ctx.options.update(**mitmproxy_options(config, runtime))
 
@@ -86,8 +91,13 @@ class Lifecycle:
             self.monitor.start()
         await self._record_start(rt)
         self.api = await start_api(rt)
+        self.shipping = start_shipping(rt)
         self._spawn(self._watch_policies(rt))
         self._spawn(self._sweep_tokens(rt))
+        if rt.checkpointer is not None:
+            self._spawn(rt.checkpointer.run())
+        if rt.archiver is not None:
+            self._spawn(rt.archiver.run())
 
     async def done(self) -> None:
         for task in self.tasks:
@@ -101,6 +111,10 @@ class Lifecycle:
             await self._end_runs(self.holder.runtime)
             if self.monitor is not None:
                 await self.monitor.stop()
+            if self.holder.runtime.checkpointer is not None:
+                await self.holder.runtime.checkpointer.aclose()  # the final checkpoint covers everything
+            if self.shipping is not None:
+                await self.shipping.stop()  # after run.ended, so it is shipped too
             await self.holder.runtime.broker.close()
             self.holder.runtime.close()
 

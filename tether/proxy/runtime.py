@@ -23,7 +23,10 @@ from tether.broker.registry import build_broker
 from tether.catalog import Catalog, load_catalog
 from tether.config import TetherConfig
 from tether.context import RunContext, RunRegistry
+from tether.ledger.archive import Archiver, S3Archive
+from tether.ledger.checkpoint import Checkpointer, CheckpointSchedule, KeySource, Witness
 from tether.ledger.events import new_event
+from tether.ledger.repair import recover
 from tether.ledger.store import Ledger
 from tether.policy.reload import PolicyStore
 
@@ -146,6 +149,8 @@ class Runtime:
     runs: RunRegistry
     resolver: Resolver
     upstream_ca_bundle: Path | None
+    checkpointer: Checkpointer | None = None
+    archiver: Archiver | None = None
 
     @classmethod
     def build(cls, config: TetherConfig, environ: Mapping[str, str] | None = None) -> Runtime:
@@ -153,8 +158,15 @@ class Runtime:
         environ = os.environ if environ is None else environ
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         catalog = load_catalog()
+        recover(config.effective_ledger_path)
         ledger = Ledger(config.effective_ledger_path)
-        policies = PolicyStore(list(config.policy_files), catalog)
+        try:
+            checkpointer = build_checkpointer(config, ledger)
+            archiver = build_archiver(config, ledger, checkpointer.keys)
+            policies = PolicyStore(list(config.policy_files), catalog)
+        except BaseException:
+            ledger.close()
+            raise
         return cls(
             config=config,
             catalog=catalog,
@@ -165,10 +177,44 @@ class Runtime:
             runs=RunRegistry(environ),
             resolver=Resolver(),
             upstream_ca_bundle=write_upstream_ca_bundle(config),
+            checkpointer=checkpointer,
+            archiver=archiver,
         )
 
     def close(self) -> None:
         self.ledger.close()
+
+
+def build_checkpointer(config: TetherConfig, ledger: Ledger) -> Checkpointer:
+    """The ledger's checkpointer: its signing key (created on first start unless a key file is configured,
+    SigningKeyError if unusable) and its witnesses."""
+    from tether.ledger.witness import FileWitness, UrlWitness
+
+    settings = config.ledger
+    keys = KeySource(
+        settings.signing_key_path(config.state_dir), ledger.chain_id, create=settings.signing_key_file is None
+    )
+    witnesses: list[Witness] = []
+    if settings.witness_file is not None:
+        witnesses.append(FileWitness(settings.witness_file))
+    if settings.witness_url is not None:
+        witnesses.append(UrlWitness(settings.witness_url))
+    schedule = CheckpointSchedule(
+        every_events=settings.checkpoint_every_events,
+        every_seconds=settings.checkpoint_every_seconds,
+        idle_seconds=settings.checkpoint_idle_seconds,
+    )
+    return Checkpointer(ledger, keys, schedule, witnesses)
+
+
+def build_archiver(config: TetherConfig, ledger: Ledger, keys: KeySource) -> Archiver | None:
+    settings = config.ledger.archive
+    if settings is None:
+        return None
+    archive = S3Archive(
+        settings.url, ledger.chain_id, endpoint_url=settings.endpoint_url, region=settings.region
+    )
+    return Archiver(ledger, archive, keys, settings, sinks=[sink.name for sink in config.sinks])
 
 
 def write_upstream_ca_bundle(config: TetherConfig) -> Path | None:
