@@ -54,6 +54,7 @@ def test_chat_post_message_with_a_rotated_token(make_tether, sandbox, tmp_path):
     assert minted[0]["detail"] == {
         "tether_mode": "sidecar",
         "credential": "slack:1234567890.0987654321/team:T0SANDBOX",
+        "credential_name": "slack-bot",
         "minted": True,
     }
     assert minted[0]["scope_granted"] == ["chat:write"] and minted[0]["ttl_seconds"] == 600

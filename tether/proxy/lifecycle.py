@@ -223,17 +223,20 @@ async def end_all_runs(rt: Runtime) -> None:
 
 async def end_run(rt: Runtime, run_id: str, agent: Agent | None = None) -> bool:
     """End a run of `agent` (default: the sidecar's): retire its tokens (token.revoked) and record
-    run.ended. False when unknown."""
+    run.ended. False when unknown.
+
+    The run ends in the registry first, so no new call of it gets through while its tokens are
+    being revoked."""
     agent = agent or rt.agent
     registry: RunRegistry = rt.runs_for(agent)[0]
     run = registry.get(run_id)
     if run is None:
         return False
+    ended = registry.end(run_id) or run
     for retired in await rt.broker.end_run(run_id):
         fields = rt.recorder.retired_fields(retired, reason="run_ended")
-        await _record_quietly(rt, "token.revoked", run, agent=agent, **fields)
+        await _record_quietly(rt, "token.revoked", ended, agent=agent, **fields)
     if run.active:
-        ended = registry.end(run_id) or run
         await _record_quietly(rt, "run.ended", ended, agent=agent)
     return True
 
