@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_ledger_verify import body_of, sealed_body, tamper
+from tether.ledger.archive import PRUNES_SCHEMA
 from tether.ledger.audit import VerifyResult
 from tether.ledger.checkpoint import Checkpointer, KeySource, checkpoint_text, from_event
 from tether.ledger.events import new_event
@@ -250,6 +251,19 @@ def test_bad_signature(ledger: Signed) -> None:
     ledger.rewrite(21, corrupt)
     for result in both(ledger, witness=False):
         assert (result.reason, result.first_bad_seq) == ("bad_signature", 21), result
+
+
+def test_forged_prune_record_does_not_hide_stored_events(ledger: Signed) -> None:
+    """A `prunes` row claiming seq 0-20 were pruned (they are still stored, one changed) must not make
+    verification start at the checkpoint after them."""
+    body = body_of(ledger.path, 3)
+    tamper(ledger.path, ("UPDATE events SET body = ? WHERE seq = 3", (body.replace("/pulls/3", "/pulls/9"),)))
+    with sqlite3.connect(ledger.path) as conn:
+        for statement in PRUNES_SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT INTO prunes VALUES (20, '2025-01-01T00:00:00Z', 'forged.manifest', '00')")
+    result = ledger.verify()
+    assert (result.ok, result.reason, result.first_bad_seq) == (False, "modified", 3), result
 
 
 def test_range_is_anchored_on_the_checkpoints_around_it(ledger: Signed) -> None:

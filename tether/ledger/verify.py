@@ -123,7 +123,10 @@ def verify_ledger(
         start, start_hash = anchor(ledger, bounds[0])
         end = closing_checkpoint(ledger, bounds[1])
     elif pruned is not None and archive is None:
-        start, start_hash = anchor(ledger, pruned + 1)  # pruning keeps the checkpoint it ends before
+        # Pruning keeps the checkpoint it ends before. Anchor at the first event still stored, not at the
+        # `prunes` record: a forged record must not make the walk skip stored (tampered) events.
+        (first_stored,) = ledger._read_one("SELECT min(seq) FROM events") or (None,)
+        start, start_hash = anchor(ledger, first_stored if first_stored is not None else pruned + 1)
     walk = Walk(chain_id, keys, [], witness, progress=progress)
 
     def local(first: int) -> Iterator[Item]:
