@@ -230,6 +230,33 @@ def test_checkpoint_forged_with_another_key(ledger: Signed) -> None:
         assert (result.reason, result.first_bad_seq) == ("unknown_key", 21), result
 
 
+def test_checkpoint_forged_with_another_ledgers_trusted_key(ledger: Signed) -> None:
+    """An auditor trusts the keys of several ledgers; a forger holding one of them (`tether/chn_other`)
+    cannot sign checkpoints for this ledger: a key only vouches for its own origin."""
+    other = Signer.generate("tether/chn_other")
+    prev = {"hash": decode_body(body_of(ledger.path, 14))["hash"]}
+
+    def forge(event: dict[str, Any]) -> None:
+        if event["seq"] == 15:
+            event["agent_name"] = "someone-else"
+        if event["event_type"] == "ledger.checkpoint":
+            root = bytes.fromhex(prev["hash"])
+            event["detail"]["note"] = other.sign(checkpoint_text(ledger.chain_id, event["seq"], root))
+            event["detail"]["root"] = root.hex()
+        prev["hash"] = json.loads(sealed_body(event, prev["hash"]))["hash"]
+
+    ledger.rewrite(15, forge)
+    keys = [ledger.key, other.verifier]
+    full = verify_ledger(ledger.path, keys=keys)
+    out = io.StringIO()
+    export_digests(ledger.path, out)
+    digests = ledger.root / "digests.jsonl"
+    digests.write_text(out.getvalue())
+    audit = verify_digests(digests, keys=keys)
+    for result in (full, audit):
+        assert (result.reason, result.first_bad_seq) == ("unknown_key", 21), result
+
+
 def test_old_checkpoint_replayed(ledger: Signed) -> None:
     old = decode_body(body_of(ledger.path, 21))["detail"]
 

@@ -49,6 +49,7 @@ from .checkpoint import (
     KeySource,
     from_event,
     local_verifiers,
+    origin,
 )
 from .events import utc_timestamp_at
 from .record import BrokenChain, StoredRow, check_row, decode_body
@@ -424,6 +425,7 @@ def archived_rows(
     """Every archived event in order, as stored rows (with the checkpoint each carries), after checking
     each manifest's signature and link and each segment's SHA-256. Raises ArchiveTampered."""
     expected, prev_sig = 0, None
+    keys = [key for key in keys if key.name == origin(chain_id)]  # not another ledger's key
     for manifest in archive.manifests():
         try:
             open_note(manifest.note, keys)
