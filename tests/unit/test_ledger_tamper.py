@@ -31,7 +31,7 @@ from tether.ledger.export import export_digests
 from tether.ledger.record import decode_body
 from tether.ledger.signing import Signer, Verifier
 from tether.ledger.store import Ledger
-from tether.ledger.verify import verify_digests, verify_ledger
+from tether.ledger.verify import DigestFileError, verify_digests, verify_ledger
 from tether.ledger.witness import FileWitness, read_witness_file
 
 CHECKPOINTS = (10, 21, 32, 37)
@@ -255,6 +255,24 @@ def test_checkpoint_forged_with_another_ledgers_trusted_key(ledger: Signed) -> N
     audit = verify_digests(digests, keys=keys)
     for result in (full, audit):
         assert (result.reason, result.first_bad_seq) == ("unknown_key", 21), result
+
+
+def test_auditor_mode_with_a_witness_shared_by_two_ledgers(ledger: Signed, tmp_path: Path) -> None:
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    other = Signed(other_root)  # the same layout: checkpoints of the same sizes, other hashes
+    with open(ledger.witness_path, "a", encoding="utf-8") as shared:
+        shared.write(other.witness_path.read_text(encoding="utf-8"))
+    out = io.StringIO()
+    export_digests(ledger.path, out)
+    digests = tmp_path / "digests.jsonl"
+    digests.write_text(out.getvalue())
+    # As `tether verify --digests`: the auditor does not know the chain id; the export's header says it.
+    witness = read_witness_file(ledger.witness_path, None)
+    result = verify_digests(digests, keys=[ledger.key], witness=witness)
+    assert result.ok and result.witness_checked == len(CHECKPOINTS), result
+    with pytest.raises(DigestFileError, match="no trusted key is for it"):
+        verify_digests(digests, keys=[other.key])  # the auditor holds only another ledger's key
 
 
 def test_old_checkpoint_replayed(ledger: Signed) -> None:

@@ -31,6 +31,7 @@ from .checkpoint import (
     closing_checkpoint,
     from_event,
     local_verifiers,
+    origin,
 )
 from .record import BrokenChain, StoredRow, check_row, decode_body
 from .signing import SigningKeyError, Verifier
@@ -221,6 +222,11 @@ def verify_digests(
     Raises DigestFileError for a file that is not a digest export."""
     header, checkpoints = read_digest_header(path)
     chain_id: str = header["chain_id"]
+    keys = list(keys)
+    if not any(key.name == origin(chain_id) for key in keys):
+        # Else a forged header naming another chain would make every checkpoint and witness line moot.
+        raise DigestFileError(f"{path}: the export is of chain {chain_id}, but no trusted key is for it")
+    witness = [cp for cp in witness if cp.event.get("chain_id") == chain_id]  # may hold other ledgers'
     items = _digest_items(path)
     first = next(items, None)
     if first is None:
