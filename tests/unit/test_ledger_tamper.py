@@ -202,6 +202,22 @@ def test_tail_dropped_is_caught_with_a_witness(ledger: Signed) -> None:
         assert result.time_to is not None and result.time_to > ledger.timestamp(29)
 
 
+def test_tail_dropped_behind_a_range_header_is_caught_with_a_witness(ledger: Signed) -> None:
+    """The host writes the digest export: one claiming a range up to a late time and a large ledger must not
+    hide a dropped tail from the witness."""
+    tamper(ledger.path, ("DELETE FROM events WHERE seq >= 30", ()))
+    out = io.StringIO()
+    export_digests(ledger.path, out, until="2099-01-01T00:00:00Z")
+    header, *rest = out.getvalue().splitlines(keepends=True)
+    claimed = json.loads(header)
+    claimed["export"]["ledger_size"] = 1_000_000
+    digests = ledger.root / "digests.jsonl"
+    digests.write_text(json.dumps(claimed) + "\n" + "".join(rest))
+    witness = read_witness_file(ledger.witness_path, ledger.chain_id)
+    result = verify_digests(digests, keys=[ledger.key], witness=witness)
+    assert (result.reason, result.first_bad_seq) == ("truncated", 30), result
+
+
 def test_witness_catches_a_rewritten_ledger(ledger: Signed) -> None:
     # The attacker rewrites from 15 on and removes the checkpoints that would no longer match.
     tamper(ledger.path, ("DELETE FROM events WHERE seq >= 21", ()))

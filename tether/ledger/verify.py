@@ -33,6 +33,7 @@ from .checkpoint import (
     local_verifiers,
     origin,
 )
+from .events import normalize_time
 from .record import BrokenChain, StoredRow, check_row, decode_body
 from .signing import SigningKeyError, Verifier
 from .store import Ledger, LedgerError
@@ -210,6 +211,25 @@ def read_digest_header(path: Path) -> tuple[dict[str, Any], list[Checkpoint]]:
     return header, checkpoints
 
 
+def _claimed_size(path: Path, header: dict[str, Any], walk: Walk, next_seq: int) -> int:
+    """The ledger size a digest export claims; witness checkpoints recorded at or beyond it are missing
+    from the ledger (`truncated`). An export to the end claims its own end. A range export (`to`) claims
+    the ledger's size in its header, unless the witness holds a checkpoint beyond the export whose time
+    is inside the range: the range would have included it, so the export was cut short."""
+    until = header.get("to")
+    if until is None:
+        return next_seq
+    size = header.get("ledger_size")
+    try:
+        until = normalize_time(str(until))
+        if type(size) is not int:
+            raise ValueError(f"ledger_size {size!r} is not a number")
+    except ValueError as exc:
+        raise DigestFileError(f"{path}: bad export header ({exc})") from None
+    cut_short = any(cp.seq >= next_seq and cp.timestamp <= until for cp in walk.witnessed_events.values())
+    return next_seq if cut_short else size
+
+
 def verify_digests(
     path: Path,
     *,
@@ -250,9 +270,7 @@ def verify_digests(
 
     try:
         next_seq, last_hash, last_ts = walk.run(all_items(), start, start_hash)
-        to_end = header.get("to") is None
-        ledger_size = next_seq if to_end else int(header.get("ledger_size") or next_seq)
-        walk.truncated(max(ledger_size, next_seq), last_ts)
+        walk.truncated(max(_claimed_size(path, header, walk, next_seq), next_seq), last_ts)
     except Tampered as problem:
         return walk.failure(chain_id, problem)
     except (OSError, UnicodeDecodeError) as exc:
