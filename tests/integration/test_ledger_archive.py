@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import gzip
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,10 @@ import pytest
 import yaml
 from moto.server import ThreadedMotoServer  # type: ignore[import-untyped]
 
-from tether.ledger.archive import ArchiveError, S3Archive, archive_segments, prune, pruned_through
+from tether.ledger.archive import ArchiveError, Archiver, S3Archive, archive_segments, prune, pruned_through
 from tether.ledger.checkpoint import Checkpointer, KeySource
 from tether.ledger.events import new_event
+from tether.ledger.settings import ArchiveSettings
 from tether.ledger.signing import Signer
 from tether.ledger.store import Ledger
 from tether.ledger.verify import verify_ledger
@@ -174,6 +178,35 @@ def test_prune_refuses_unconfirmed_archives(s3_endpoint: str, aws_env: None, tmp
         prune(ledger, archive, keys=[key], older_than_days=0)
     with sqlite3.connect(ledger.path) as conn:
         assert conn.execute("SELECT min(seq), max(seq) FROM events").fetchone() == (0, 17)
+    ledger.close()
+
+
+def test_background_archiver_survives_an_unusable_key_file(
+    s3_endpoint: str, aws_env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_bucket(s3_endpoint, "survive", lock=False)
+    ledger, keys = signed_ledger(tmp_path, 1)
+    retired = tmp_path / "ledger-signing.key.00000000.retired"
+    retired.write_text(Signer.generate(keys.name).encode() + "\n")
+    retired.chmod(0o644)  # readable by others: refused when pruning needs the trusted keys
+    settings = ArchiveSettings(url="s3://survive", interval_seconds=1, local_retention_days=0)
+    archiver = Archiver(
+        ledger, S3Archive("s3://survive", ledger.chain_id, endpoint_url=s3_endpoint), keys, settings
+    )
+
+    async def rounds() -> bool:
+        task = asyncio.create_task(archiver.run())
+        deadline = time.monotonic() + 60  # a liveness bound only
+        while "archive round failed" not in caplog.text and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.05)
+        alive = not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return alive
+
+    with caplog.at_level(logging.ERROR, logger="tether.ledger"):
+        assert asyncio.run(rounds()), caplog.text
+    assert "readable by others" in caplog.text
     ledger.close()
 
 

@@ -55,7 +55,7 @@ from .events import utc_timestamp_at
 from .record import BrokenChain, StoredRow, check_row, decode_body
 from .settings import ArchiveSettings
 from .signing import BadSignature, NoteError, Signer, UnknownKey, Verifier, open_note, split_note
-from .store import Ledger
+from .store import Ledger, LedgerError
 
 log = logging.getLogger("tether.ledger")
 
@@ -306,7 +306,9 @@ class Archiver:
             await asyncio.sleep(self.settings.interval_seconds)
             try:
                 await asyncio.to_thread(self.run_once)
-            except (ArchiveError, ArchiveTampered, sqlite3.Error) as exc:
+            except (ArchiveError, ArchiveTampered, sqlite3.Error, LedgerError, ValueError) as exc:
+                # ValueError: a malformed manifest or an unusable key file; the round is retried, the task
+                # must not die silently.
                 log.error(
                     "ledger archive round failed (retrying in %gs): %s", self.settings.interval_seconds, exc
                 )
