@@ -218,6 +218,20 @@ def test_tail_dropped_behind_a_range_header_is_caught_with_a_witness(ledger: Sig
     assert (result.reason, result.first_bad_seq) == ("truncated", 30), result
 
 
+def test_every_event_dropped_is_caught_with_a_witness(ledger: Signed) -> None:
+    tamper(ledger.path, ("DELETE FROM events", ()))
+    for result in both(ledger):
+        assert (result.ok, result.reason, result.first_bad_seq) == (False, "truncated", 0), result
+    # A range with no event left in it, too.
+    result = verify_ledger(
+        ledger.path,
+        keys=[ledger.key],
+        witness=read_witness_file(ledger.witness_path, ledger.chain_id),
+        since="2000-01-01T00:00:00Z",
+    )
+    assert (result.ok, result.reason) == (False, "truncated"), result
+
+
 def test_witness_catches_a_rewritten_ledger(ledger: Signed) -> None:
     # The attacker rewrites from 15 on and removes the checkpoints that would no longer match.
     tamper(ledger.path, ("DELETE FROM events WHERE seq >= 21", ()))

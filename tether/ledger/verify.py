@@ -120,7 +120,12 @@ def verify_ledger(
         raise ValueError("--archive verifies the whole chain: drop --from/--to")
     if since is not None or until is not None:
         bounds = ledger.seq_range(since=since, until=until)
-        if bounds is None:
+        if bounds is None:  # no event in the range: still, a witness must not hold checkpoints beyond the end
+            walk = Walk(chain_id, keys, [], witness)
+            try:
+                walk.truncated(ledger.head()[0] + 1, None)
+            except Tampered as problem:
+                return walk.failure(chain_id, problem)
             return VerifyResult(ok=True, events_checked=0, chain_id=chain_id)
         start, start_hash = anchor(ledger, bounds[0])
         end = closing_checkpoint(ledger, bounds[1])
@@ -249,7 +254,14 @@ def verify_digests(
     witness = [cp for cp in witness if cp.event.get("chain_id") == chain_id]  # may hold other ledgers'
     items = _digest_items(path)
     first = next(items, None)
-    if first is None:
+    if first is None:  # nothing exported: still, a witness must not hold checkpoints beyond the claimed end
+        walk = Walk(chain_id, keys, checkpoints, witness)
+        claimed = header.get("first_seq")
+        start = claimed if type(claimed) is int and claimed >= 0 else 0
+        try:
+            walk.truncated(max(_claimed_size(path, header, walk, start), start), None)
+        except Tampered as problem:
+            return walk.failure(chain_id, problem)
         return VerifyResult(ok=True, events_checked=0, chain_id=chain_id)
     start, start_hash = header.get("first_seq", first.seq), GENESIS
     if type(start) is not int or start < 0:
