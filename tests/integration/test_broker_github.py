@@ -108,7 +108,7 @@ def test_pygithub_and_git_push_use_one_minted_token_revoked_at_run_end(make_teth
     assert token["scope_granted"] == granted and token["scope_downscoped"] is True
     assert token["policy_id"] == "pol_test" and token["ttl_seconds"] == 900
     assert token["source_ip"] == "127.0.0.1" and token["token_sha256"]
-    assert token["detail"] == {"credential": SOURCE, "minted": True}
+    assert token["detail"] == {"credential": SOURCE, "credential_name": "github-bot", "minted": True}
 
     # Every call of the run names that token.
     calls = [e for e in events if e["event_type"].startswith("api.")]

@@ -51,7 +51,11 @@ def test_chat_post_message_with_a_rotated_token(make_tether, sandbox, tmp_path):
     events = tether.events()
     minted = [e for e in events if e["event_type"] == "token.minted" and e["provider"] == "slack"]
     assert len(minted) == 1
-    assert minted[0]["detail"] == {"credential": "slack:1234567890.0987654321/team:T0SANDBOX", "minted": True}
+    assert minted[0]["detail"] == {
+        "credential": "slack:1234567890.0987654321/team:T0SANDBOX",
+        "credential_name": "slack-bot",
+        "minted": True,
+    }
     assert minted[0]["scope_granted"] == ["chat:write"] and minted[0]["ttl_seconds"] == 600
     calls = [e for e in events if e["event_type"].startswith("api.")]
     assert calls and {e["token_id"] for e in calls} == {minted[0]["token_id"]}

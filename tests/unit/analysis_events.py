@@ -60,6 +60,5 @@ def minted(run: str, timestamp: str, token: str = "tok_1", **fields: Any) -> dic
         token_id=token,
         ttl_seconds=900,
         policy_id="pol_t",
-        detail={"credential": "static:github-bot", "minted": False},
-        **fields,
+        **{"detail": {"credential": "static:github-bot", "minted": False}, **fields},
     )

@@ -210,3 +210,24 @@ def test_open_runs_beyond_the_cap_are_folded_without_changing_answers() -> None:
     assert kinds(
         feed(detector, [call("run_new", at(59), host="new.example", route=None, provider=None)])
     ) == [("new_host", "new.example")]
+
+
+def test_made_up_hosts_are_folded_and_still_flagged() -> None:
+    from tether.analysis.baseline import MAX_TRACKED_KEYS, OTHER
+
+    detector = learned(volume_min_calls=10_000)
+    spray = [
+        call("run_x", at(10, 0), host=f"h{index}.evil.example", route=None, provider=None, kind="api.denied")
+        for index in range(MAX_TRACKED_KEYS + 50)
+    ]
+    flagged = feed(detector, spray)
+    assert len(flagged) == len(spray)  # every one is new to the agent, tracked or not
+    baseline = detector.baseline("pr-bot")
+    assert len(baseline.hosts) == len(baseline.routes) == MAX_TRACKED_KEYS + 1
+    assert baseline.hosts[OTHER] == baseline.routes[OTHER] > 50
+    # An untracked host is still flagged in the next run; a tracked one is known.
+    again = feed(
+        detector,
+        [*steady_run("run_y", 11)[:-1], spray[0] | {"run_id": "run_y"}, spray[-1] | {"run_id": "run_y"}],
+    )
+    assert kinds(again) == [("new_host", "h1049.evil.example")]

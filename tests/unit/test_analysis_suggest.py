@@ -96,3 +96,11 @@ def test_last_runs_only_and_nothing_forwarded(tmp_path: Path) -> None:
     assert check_files([policy]) == []
     engine = PolicyEngine(load_policy_files([policy], CATALOG), CATALOG)
     assert decide(engine, "GET", "api.github.com", "/repos/acme/api/pulls/7") == "deny"
+
+
+def test_suggestion_names_the_configured_credential_of_a_minted_token() -> None:
+    # A GitHub App token's source names the installation; the policy must name the tether.yaml entry.
+    source = {"credential": "github_app:12345/installation:678", "credential_name": "gh-app", "minted": True}
+    events = [minted("run_1", at(0), detail=source), call("run_1", at(1))]
+    loaded = yaml.safe_load(render(suggest(events, CATALOG, "pr-bot"), CATALOG, "2026-03-02T10:00:00.000Z"))
+    assert loaded["providers"]["github"]["credential"] == "gh-app"

@@ -104,6 +104,17 @@ def test_mints_a_down_scoped_token_that_works_until_revoked(tmp_path, app_key):
     asyncio.run(go())
 
 
+def test_a_grant_of_only_implicit_scopes_asks_for_metadata_read_not_everything(tmp_path, app_key):
+    async def go():
+        async with world(tmp_path, app_key) as w:
+            secret = await w.minter().mint(request(scopes=("metadata:read",), native_permissions={}))
+            assert w.app.minted[-1].permissions == {"metadata": "read"}
+            assert await w.get("/repos/acme/api", secret.value) == 200
+            assert await w.get("/repos/acme/api/pulls", secret.value) == 403
+
+    asyncio.run(go())
+
+
 def test_installation_is_resolved_from_the_owner_once(tmp_path, app_key):
     async def go():
         async with world(tmp_path, app_key) as w:
@@ -116,6 +127,11 @@ def test_installation_is_resolved_from_the_owner_once(tmp_path, app_key):
             with pytest.raises(MintError, match="not installed on nobody") as caught:
                 await minter.mint(request(target="nobody", repository=None))
             assert caught.value.status == 404 and not caught.value.retryable
+            # Asked again soon: the answer is reused, GitHub is not asked again.
+            with pytest.raises(MintError, match="not installed on nobody"):
+                await minter.mint(request(target="nobody", repository=None))
+            lookups = [r.path for r in w.sandbox.requests if r.path.endswith("/installation")]
+            assert lookups[1:] == ["/orgs/nobody/installation", "/users/nobody/installation"]
 
     asyncio.run(go())
 

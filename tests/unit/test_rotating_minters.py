@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from tether.broker.base import MintedSecret, MintError, MintRequest
+from tether.broker import base
+from tether.broker.base import Broker, MintedSecret, MintError, MintRequest, TokenKey
 from tether.broker.oauth2 import OAuth2Minter
 from tether.broker.provider_http import ProviderHTTP
 from tether.broker.slack import SlackMinter
@@ -43,14 +46,97 @@ def secret_file(path: Path, value: str) -> Path:
     return path
 
 
-def slack_minter(tmp_path: Path, slack: SlackSandbox, http: ProviderHTTP) -> SlackMinter:
+def slack_minter(tmp_path: Path, slack: SlackSandbox, http: ProviderHTTP, **settings: float) -> SlackMinter:
     config = SlackCredential(
         type="slack",
         client_id=slack.client_id,
         client_secret_file=secret_file(tmp_path / "secret", slack.client_secret),
         refresh_token_file=secret_file(tmp_path / "refresh", slack.refresh_token),
+        **settings,
     )
     return SlackMinter("slack-bot", config, http)
+
+
+def slow_answers(slack: SlackSandbox) -> list[float]:
+    """Slack rotates at once but answers after the delay at the list's head (popped per answer)."""
+    delays: list[float] = []
+
+    @web.middleware
+    async def delay(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if delays:
+            await asyncio.sleep(delays.pop(0))
+        return response
+
+    slack.app.middlewares.append(delay)
+    return delays
+
+
+SLACK_KEY = TokenKey("agt_a", "run_1", "slack", "slack-bot", ("chat:write",))
+
+
+async def recorded(issuance: object) -> bool:
+    return True
+
+
+def test_slack_rotation_that_may_have_reached_slack_is_not_retried(tmp_path):
+    # The answer comes after the request timeout: Slack rotated, so the spent token is not sent again.
+    slack = SlackSandbox("111.222", "client-secret", "xoxe-1-first")
+    slow_answers(slack).append(1.0)
+
+    async def go() -> None:
+        async with serving(tmp_path, slack.app, "slack.com") as http:
+            minter = slack_minter(tmp_path, slack, http, request_timeout_seconds=0.2, mint_deadline_seconds=5)
+            with pytest.raises(MintError, match="no answer within"):
+                await Broker({"slack-bot": minter}).issue(
+                    SLACK_KEY, ttl_seconds=60, native={}, record=recorded
+                )
+
+    asyncio.run(go())
+    assert slack.rotations == 1 and slack.spent == 0
+
+
+def test_slack_rotation_outlives_the_mint_deadline(tmp_path):
+    # The deadline passes while Slack rotates: the rotation still persists the new refresh token.
+    slack = SlackSandbox("111.222", "client-secret", "xoxe-1-first")
+    slow_answers(slack).append(1.0)
+
+    async def go() -> None:
+        async with serving(tmp_path, slack.app, "slack.com") as http:
+            minter = slack_minter(tmp_path, slack, http, mint_deadline_seconds=0.2)
+            broker = Broker({"slack-bot": minter})
+            with pytest.raises(MintError, match="deadline"):
+                await broker.issue(SLACK_KEY, ttl_seconds=60, native={}, record=recorded)
+            await minter.mint(REQUEST)  # waits for the rotation still under way, then rotates again
+
+    asyncio.run(go())
+    assert slack.rotations == 2 and slack.spent == 0
+    assert (tmp_path / "refresh").read_text() == slack.refresh_token + "\n"
+
+
+def test_slack_keeps_a_rotated_refresh_token_it_cannot_write(tmp_path, monkeypatch, caplog):
+    slack = SlackSandbox("111.222", "client-secret", "xoxe-1-first")
+    write = base.write_secret_file
+
+    def disk_full(path: Path, value: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    async def go() -> None:
+        async with serving(tmp_path, slack.app, "slack.com") as http:
+            minter = slack_minter(tmp_path, slack, http)
+            monkeypatch.setattr(base, "write_secret_file", disk_full)
+            await minter.mint(REQUEST)  # the access token is good; the file is stale
+            assert (tmp_path / "refresh").read_text() == "xoxe-1-first\n"
+            await minter.mint(REQUEST)  # still disk full: the chain lives on in memory
+            monkeypatch.setattr(base, "write_secret_file", write)
+            await minter.mint(REQUEST)
+
+    with caplog.at_level(logging.ERROR, logger="tether"):
+        asyncio.run(go())
+    assert slack.rotations == 3 and slack.spent == 0
+    assert (tmp_path / "refresh").read_text() == slack.refresh_token + "\n"
+    assert "refresh_token_file" in caplog.text and "stale" in caplog.text
+    assert "xoxe-" not in caplog.text
 
 
 def test_slack_rotation_persists_each_new_refresh_token(tmp_path):

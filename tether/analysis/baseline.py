@@ -15,6 +15,12 @@ count with what they did so far. Rules:
 
 Each anomaly is reported at most once per run and subject. Times are the events' own timestamps,
 so replaying a ledger gives the same answers as watching it live.
+
+Memory stays bounded whatever hosts an agent makes up (denied calls count too): an agent's first
+`MAX_TRACKED_KEYS` distinct hosts, routes and scopes are tracked by name, later ones are counted
+under `(other)`. Such a host or route is still flagged `new_host` / `new_route` in every run it
+appears in: tether cannot tell whether an untracked name was seen before, and a security tool errs
+on the side of saying so.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ CALL_TYPES = frozenset({"api.request", "api.denied"})
 # Event types a baseline learns from or the rules look at.
 RELEVANT_TYPES = frozenset({*CALL_TYPES, "token.minted", "run.ended"})
 MAX_OPEN_RUNS = 256  # runs tracked one by one per agent; older ones are folded into the baseline
+MAX_TRACKED_KEYS = 1000  # distinct hosts, routes and scopes tracked by name per agent
+OTHER = "(other)"
 
 
 def parse_time(timestamp: str) -> datetime:
@@ -63,21 +71,29 @@ class RunActivity:
     scopes: Counter[str] = field(default_factory=Counter)
     hours: Counter[int] = field(default_factory=Counter)
 
-    def add(self, event: dict[str, Any]) -> None:
+    def add(self, event: dict[str, Any], tracked: RunActivity | None = None) -> None:
+        """Count `event`; names beyond what `tracked` (the agent's totals; else this one) may hold
+        count as OTHER."""
+        tracked = tracked or self
         kind = event["event_type"]
         if kind == "token.minted":
             provider = event.get("provider") or "?"
-            self.scopes.update(f"{provider}:{scope}" for scope in event.get("scope_requested") or ())
+            for scope in event.get("scope_requested") or ():
+                self.scopes[_capped(tracked.scopes, f"{provider}:{scope}")] += 1
         if kind not in CALL_TYPES:
             return
         self.calls += 1
         key = route_key(event)
         if key:
-            self.routes[key] += 1
+            self.routes[_capped(tracked.routes, key)] += 1
         host = (event.get("request") or {}).get("host")
         if host:
-            self.hosts[host] += 1
+            self.hosts[_capped(tracked.hosts, host)] += 1
         self.hours[parse_time(event["timestamp"]).hour] += 1
+
+
+def _capped(counter: Counter[str], key: str) -> str:
+    return key if key in counter or len(counter) < MAX_TRACKED_KEYS else OTHER
 
 
 @dataclass
@@ -157,8 +173,8 @@ class _Agent:
 
     def add(self, run: _Run, event: dict[str, Any]) -> None:
         had_calls = run.activity.calls > 0
-        run.activity.add(event)
         self.seen.add(event)
+        run.activity.add(event, tracked=self.seen)  # the run folds the names `seen` folded
         if not had_calls and run.activity.calls:
             self.open_with_calls += 1
 

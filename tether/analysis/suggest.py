@@ -121,6 +121,15 @@ def suggest(
     return result
 
 
+def _credential_name(detail: dict[str, Any]) -> str | None:
+    """The tether.yaml credential a token came from (ledgers before `credential_name`: static ones)."""
+    name = detail.get("credential_name")
+    if isinstance(name, str) and name:
+        return name
+    source = str(detail.get("credential") or "")
+    return source.removeprefix("static:") or None if source.startswith("static:") else None
+
+
 def _add_call(
     result: Suggestion,
     catalog: Catalog,
@@ -136,8 +145,7 @@ def _add_call(
         return
     section = result.providers.setdefault(provider.name, _Provider())
     minted = tokens.get(provider.name) or {}
-    credential = str((minted.get("detail") or {}).get("credential") or "")
-    section.credential = section.credential or (credential.partition(":")[2] or None)
+    section.credential = section.credential or _credential_name(minted.get("detail") or {})
     section.ttl_seconds = section.ttl_seconds or minted.get("ttl_seconds")
     match = provider.match(method, host, path)
     if match is None:

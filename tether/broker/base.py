@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tether.config import CredentialConfig
 
@@ -30,12 +31,17 @@ class MintError(Exception):
     """A token could not be produced; the message is safe to show (it never holds a secret).
 
     `status` is the provider's HTTP status when it answered; `retryable` marks 5xx, 429, timeouts and
-    network errors, which the broker retries inside the credential's deadline."""
+    network errors, which the broker retries inside the credential's deadline. `sent` marks errors
+    after the request may have reached the provider (timeouts, a dropped connection, 5xx): the
+    provider may have acted on it, so a spent single-use refresh token is not presented again."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False, sent: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.sent = sent
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class MintedSecret:
 class Minter(Protocol):
     # Total time for one issuance, retries included (0: no retries).
     deadline_seconds: float
+    # Each mint spends a single-use refresh token: errors once the request was sent are not retried.
+    spends_refresh_token: bool
 
     def target(self, owner: str | None) -> str | None:
         """The part of a request that selects a different token (GitHub: which installation)."""
@@ -84,6 +92,7 @@ class StaticMinter:
     """Hands out a configured secret, re-read at each issuance so rotated files take effect."""
 
     deadline_seconds = 0.0
+    spends_refresh_token = False
 
     def __init__(self, name: str, config: CredentialConfig) -> None:
         self.name = name
@@ -146,6 +155,49 @@ def write_secret_file(path: Path, value: str) -> None:
         os.close(directory)
 
 
+async def run_to_end[T](step: Coroutine[Any, Any, T]) -> T:
+    """Await `step` in a task that cancelling the caller (the mint deadline) does not stop: a
+    refresh-token rotation must reach its persist once the provider may have rotated. An error that
+    comes after the caller gave up has no one left to tell (the caller reported its deadline)."""
+    task = asyncio.ensure_future(step)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(task)
+
+
+class RefreshTokenFile:
+    """The file of a rotating single-use refresh token. A rotated token that cannot be written stays
+    current in memory (the file is stale, which is logged): the next mint spends it and retries the
+    write first, so a full disk or a read-only mount never loses the chain."""
+
+    WHAT = "refresh_token_file"
+
+    def __init__(self, path: Path, where: str) -> None:
+        self.path = path
+        self.where = where
+        self._unsaved: str | None = None  # the current refresh token when the file is stale
+
+    async def current(self) -> str:
+        unsaved = self._unsaved
+        if unsaved is None:
+            return await asyncio.to_thread(read_secret_file, self.path, self.where, self.WHAT)
+        await self.save(unsaved)
+        return unsaved
+
+    async def save(self, value: str) -> None:
+        try:
+            await asyncio.to_thread(write_secret_file, self.path, value)
+        except OSError as exc:
+            self._unsaved = value
+            log.error(
+                "%s: cannot write %s (%s): the file is stale, the rotated refresh token is kept in memory",
+                self.where,
+                self.WHAT,
+                exc.strerror,
+            )
+            return
+        self._unsaved = None
+
+
 @dataclass(frozen=True)
 class TokenKey:
     agent_id: str
@@ -206,10 +258,12 @@ RecordIssuance = Callable[[Issuance], Awaitable[bool]]
 class Broker:
     """Caches issued tokens per key; expires them at the policy ttl; retires them when a run ends."""
 
-    # Renew this long before the provider's own expiry, so a token never dies mid-request.
+    # Renew this long before the provider's own expiry (at most a tenth of the token's lifetime, so a
+    # short-lived one is still reused), so a token never dies mid-request.
     EXPIRY_MARGIN_SECONDS = 60.0
     RETRY_FIRST_DELAY = 0.2
     RETRY_MAX_DELAY = 2.0
+    MAX_ENDED_RUNS = 10_000
 
     def __init__(
         self, minters: Mapping[str, Minter], close: Callable[[], Awaitable[None]] | None = None
@@ -217,10 +271,14 @@ class Broker:
         self._minters = dict(minters)
         self._close = close
         self._tokens: dict[TokenKey, IssuedToken] = {}
-        self._locks: dict[TokenKey, asyncio.Lock] = {}
+        # Per-key locks (single flight), kept while the key holds a token or a caller uses the lock.
+        self._locks: dict[TokenKey, _KeyLock] = {}
         # The last failed mint per key: callers that waited on it get its error instead of retrying.
         self._failures: dict[TokenKey, tuple[float, MintError]] = {}
-        self._rejected: set[TokenKey] = set()  # keys whose token the provider refused (re-minted once)
+        # Keys whose token the provider refused, until when (monotonic): one re-mint per policy ttl.
+        self._rejected: dict[TokenKey, float] = {}
+        # Runs that ended, newest last (bounded): a mint racing the end of its run is revoked, not used.
+        self._ended_runs: dict[str, None] = {}
 
     def has_credential(self, name: str) -> bool:
         return name in self._minters
@@ -246,12 +304,12 @@ class Broker:
         concurrent one, can use a token whose `token.minted` is not on record. None when it is not.
         Concurrent callers wait for one mint; when it fails they all get its MintError."""
         arrived = time.monotonic()
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._locked(key):
             failed = self._failures.get(key)
             if failed is not None and failed[0] >= arrived:
                 raise failed[1]
             now = time.time()
+            self._refuse_ended(key)
             current = self._tokens.get(key)
             if current is not None and current.expires_at > now:
                 return Issuance(current, fresh=False, expired=[])
@@ -278,7 +336,8 @@ class Broker:
             now = time.time()
             expires_at = now + ttl_seconds
             if secret.expires_at is not None:
-                expires_at = min(expires_at, secret.expires_at - self.EXPIRY_MARGIN_SECONDS)
+                margin = min(self.EXPIRY_MARGIN_SECONDS, max(secret.expires_at - now, 0) / 10)
+                expires_at = min(expires_at, secret.expires_at - margin)
             token = IssuedToken(
                 token_id=f"tok_{secrets.token_hex(12)}",
                 key=key,
@@ -289,6 +348,9 @@ class Broker:
                 ttl_seconds=ttl_seconds,
                 origin=origin,
             )
+            if key.run_id in self._ended_runs:  # the run ended during the mint: end_run takes `current`
+                await self._revoke(token)
+                self._refuse_ended(key)
             expired: list[Retired] = []
             if current is not None:
                 self._tokens.pop(key, None)
@@ -296,6 +358,9 @@ class Broker:
             issuance = Issuance(token, fresh=True, expired=expired)
             if not await record(issuance):
                 await self._revoke(token)
+                # Waiters share this outcome rather than each minting (and rotating) in turn.
+                unrecorded = MintError("the new token could not be recorded in the ledger")
+                self._failures[key] = (time.monotonic(), unrecorded)
                 return None
             self._tokens[key] = token
             return issuance
@@ -314,11 +379,11 @@ class Broker:
                 return await asyncio.wait_for(minter.mint(request), timeout=max(remaining, 0.001))
             except TimeoutError:
                 error = MintError(
-                    f"no token within the {minter.deadline_seconds:g}s deadline", retryable=True
+                    f"no token within the {minter.deadline_seconds:g}s deadline", retryable=True, sent=True
                 )
             except MintError as exc:
                 error = exc
-            if not error.retryable:
+            if not error.retryable or (error.sent and minter.spends_refresh_token):
                 raise error
             if deadline - time.monotonic() <= delay:
                 tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
@@ -328,25 +393,37 @@ class Broker:
 
     async def reject(self, token: IssuedToken) -> Retired | None:
         """The provider refused a minted `token` (401): retire it so the next call mints a fresh one,
-        once per key — a fresh token refused again is kept (the calls fail) rather than minting in a
-        loop. None when nothing was retired (static secret, already replaced, or the re-mint was used)."""
+        once per key and policy ttl — a fresh token refused again is kept (the calls fail) rather than
+        minting in a loop. None when nothing was retired (static secret, already replaced, or the
+        re-mint was used)."""
         key = token.key
-        if not token.secret.minted or key in self._rejected:
+        if not token.secret.minted or self._rejected.get(key, 0.0) > time.monotonic():
             return None
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locked(key):
             if self._tokens.get(key) is not token:
                 return None
             self._tokens.pop(key, None)
-            self._rejected.add(key)
+            self._rejected[key] = time.monotonic() + token.ttl_seconds
         return await self._revoke(token)
 
+    def _refuse_ended(self, key: TokenKey) -> None:
+        if key.run_id in self._ended_runs:
+            raise MintError(f"run {key.run_id} has ended: no new tokens are issued for it")
+
     async def end_run(self, run_id: str) -> list[Retired]:
-        """Revoke and forget every token of a run; the caller records token.revoked."""
-        ended = [token for key, token in self._tokens.items() if key.run_id == run_id]
-        for token in ended:
-            self._forget(token.key)
+        """Revoke and forget every token of a run, and issue none for it any more; the caller records
+        token.revoked. Each key's lock is taken first, so a mint under way is collected too."""
+        self._ended_runs[run_id] = None
+        while len(self._ended_runs) > self.MAX_ENDED_RUNS:
+            del self._ended_runs[next(iter(self._ended_runs))]
+        ended: list[IssuedToken] = []
+        for key in [k for k in {*self._locks, *self._tokens} if k.run_id == run_id]:
+            async with self._locked(key):
+                token = self._tokens.pop(key, None)
+                if token is not None:
+                    ended.append(token)
         self._failures = {k: v for k, v in self._failures.items() if k.run_id != run_id}
-        self._rejected = {k for k in self._rejected if k.run_id != run_id}
+        self._rejected = {k: v for k, v in self._rejected.items() if k.run_id != run_id}
         return [await self._revoke(token) for token in ended]
 
     async def sweep(self, now: float | None = None) -> list[Retired]:
@@ -358,8 +435,7 @@ class Broker:
             self._forget(token.key)
         stale = time.monotonic() - 60
         self._failures = {k: v for k, v in self._failures.items() if v[0] > stale}
-        # A key whose refused token expired may re-mint once again: at most one re-mint per ttl.
-        self._rejected = {k for k in self._rejected if k in self._tokens}
+        self._rejected = {k: v for k, v in self._rejected.items() if v > time.monotonic()}
         return [await self._revoke(token) for token in expired]
 
     async def _revoke(self, token: IssuedToken) -> Retired:
@@ -375,8 +451,28 @@ class Broker:
         if self._close is not None:
             await self._close()
 
+    @contextlib.asynccontextmanager
+    async def _locked(self, key: TokenKey) -> AsyncIterator[None]:
+        """Hold `key`'s lock; the lock is dropped once no caller uses it and the key holds no token,
+        so keys that never got one (a failed mint, an agent changing run ids) leave nothing behind."""
+        entry = self._locks.setdefault(key, _KeyLock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and key not in self._tokens and self._locks.get(key) is entry:
+                del self._locks[key]
+
     def _forget(self, key: TokenKey) -> None:
         self._tokens.pop(key, None)
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
+        entry = self._locks.get(key)
+        if entry is not None and entry.users == 0:
             del self._locks[key]
+
+
+@dataclass
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # callers holding or waiting for the lock

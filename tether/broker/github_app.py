@@ -25,6 +25,9 @@ API_VERSION = "2022-11-28"
 JWT_BACKDATE_SECONDS = 60
 JWT_LIFETIME_SECONDS = 540  # counted from the backdated iat: 8 minutes ahead of now
 MAX_INSTALLATION_CACHE = 1024
+# How long "not installed on this owner" is reused: an agent naming foreign owners costs no API calls,
+# and a new installation is picked up soon.
+NOT_INSTALLED_TTL_SECONDS = 60.0
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -58,6 +61,8 @@ def _parse_expiry(value: object) -> float:
 
 
 class GitHubAppMinter:
+    spends_refresh_token = False
+
     def __init__(self, name: str, config: GitHubAppCredential, http: ProviderHTTP) -> None:
         self.name = name
         self.config = config
@@ -70,6 +75,8 @@ class GitHubAppMinter:
             raise JWTError(f"{where}: cannot read: {exc.strerror}") from None
         self._app_jwt: tuple[str, float] | None = None  # (jwt, reuse until)
         self._installations: dict[str, int] = {}  # owner (lower-case) -> installation id
+        # Owners the App is not installed on -> until when (monotonic) that answer is reused.
+        self._not_installed: dict[str, float] = {}
 
     def target(self, owner: str | None) -> str | None:
         return None if self.config.installation_id is not None or owner is None else owner.lower()
@@ -95,7 +102,9 @@ class GitHubAppMinter:
     async def mint(self, request: MintRequest) -> MintedSecret:
         owner = request.target or self._single_policy_owner(request.repositories)
         installation = await self._installation(owner, request.repository)
-        body: dict[str, object] = {"permissions": dict(request.native_permissions)}
+        # Never an empty map: GitHub gives a token without `permissions` all of the App's, and leaves
+        # `{}` open. `metadata: read` (implied in every installation token) is the narrowest ask.
+        body: dict[str, object] = {"permissions": dict(request.native_permissions) or {"metadata": "read"}}
         if owner is not None:
             names = repositories_for(request.repositories, owner)
             if names is not None:
@@ -152,6 +161,9 @@ class GitHubAppMinter:
         cached = self._installations.get(owner)
         if cached is not None:
             return cached
+        not_installed = MintError(f"GitHub App {self.config.app_id} is not installed on {owner}", status=404)
+        if self._not_installed.get(owner, 0.0) > time.monotonic():
+            raise not_installed
         candidates = []
         if repository is not None and repository.lower().startswith(f"{owner}/"):
             candidates.append(f"/repos/{quote(repository, safe='/')}/installation")
@@ -171,5 +183,9 @@ class GitHubAppMinter:
             if len(self._installations) >= MAX_INSTALLATION_CACHE:
                 self._installations.clear()
             self._installations[owner] = data["id"]
+            self._not_installed.pop(owner, None)
             return int(data["id"])
-        raise MintError(f"GitHub App {self.config.app_id} is not installed on {owner}", status=404)
+        if len(self._not_installed) >= MAX_INSTALLATION_CACHE:
+            self._not_installed.clear()
+        self._not_installed[owner] = time.monotonic() + NOT_INSTALLED_TTL_SECONDS
+        raise not_installed

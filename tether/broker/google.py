@@ -34,6 +34,8 @@ SOURCE_MARGIN_SECONDS = 300
 
 
 class GoogleServiceAccountMinter:
+    spends_refresh_token = False
+
     def __init__(self, name: str, config: GoogleServiceAccountCredential, http: ProviderHTTP) -> None:
         self.name = name
         self.config = config

@@ -3,8 +3,9 @@
 the server has a revocation endpoint.
 
 The scope sent is the catalog's native scope names of the grant, space-separated. A refresh token the
-server rotates is written durably (0600, atomic replace) before the new access token is used, and
-refreshes are serialized so a single-use refresh token is never spent twice.
+server rotates is written durably (0600, atomic replace) before the new access token is used (kept
+current in memory when it cannot be written), and refreshes are serialized, run to their end past the
+mint deadline and are not retried once sent, so a single-use refresh token is never spent twice.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import base64
 from urllib.parse import quote, urlsplit
 
-from tether.broker.base import MintedSecret, MintError, MintRequest, read_secret_file, write_secret_file
+from tether.broker.base import MintedSecret, MintRequest, RefreshTokenFile, read_secret_file, run_to_end
 from tether.broker.provider_http import ProviderHTTP, oauth_token
 from tether.credential_types import OAuth2Credential
 
@@ -28,21 +29,25 @@ class OAuth2Minter:
         self.http = http
         self.deadline_seconds = config.mint_deadline_seconds
         self.server = urlsplit(config.token_url).netloc
+        self.spends_refresh_token = config.grant == "refresh_token"
         self._refresh = asyncio.Lock()
+        self._refresh_token: RefreshTokenFile | None = None
+        if config.refresh_token_file is not None:
+            self._refresh_token = RefreshTokenFile(config.refresh_token_file, f"credential {name}")
 
     def target(self, owner: str | None) -> str | None:
         return None
 
-    def _read(self, what: str) -> str:
+    async def _read(self, what: str) -> str:
         path = getattr(self.config, what)
-        return read_secret_file(path, f"credential {self.name}", what)
+        return await asyncio.to_thread(read_secret_file, path, f"credential {self.name}", what)
 
-    def _client_auth(self, form: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    async def _client_auth(self, form: dict[str, str]) -> tuple[dict[str, str], list[str]]:
         """Headers for the client's authentication (RFC 6749 §2.3.1), and the secrets involved."""
         if self.config.client_secret_file is None:
             form["client_id"] = self.config.client_id
             return {}, []
-        secret = self._read("client_secret_file")
+        secret = await self._read("client_secret_file")
         if self.config.client_auth == "post":
             form.update(client_id=self.config.client_id, client_secret=secret)
             return {}, [secret]
@@ -61,12 +66,12 @@ class OAuth2Minter:
                 form[name] = value
         source = f"oauth2:{self.config.client_id}@{self.server}"
         if self.config.grant == "refresh_token":
-            async with self._refresh:
-                token, expires_at = await self._refresh_grant(form)
+            # Shielded: a deadline must not cancel a refresh between the server's answer and the persist.
+            token, expires_at = await run_to_end(self._refresh_grant(form))
         else:
             spent: list[str] = []
             if self.config.grant == "token_exchange":
-                subject = self._read("subject_token_file")
+                subject = await self._read("subject_token_file")
                 spent.append(subject)
                 form.update(
                     grant_type=TOKEN_EXCHANGE,
@@ -78,21 +83,17 @@ class OAuth2Minter:
         return MintedSecret(token, expires_at, source, minted=True)
 
     async def _refresh_grant(self, form: dict[str, str]) -> tuple[str, float | None]:
-        refresh = self._read("refresh_token_file")
-        form["refresh_token"] = refresh
-        token, expires_at, rotated = await self._post(form, [refresh])
-        if rotated is not None and rotated != refresh:
-            assert self.config.refresh_token_file is not None
-            try:
-                write_secret_file(self.config.refresh_token_file, rotated)
-            except OSError as exc:
-                raise MintError(
-                    f"credential {self.name}: cannot write refresh_token_file: {exc.strerror}"
-                ) from None
+        assert self._refresh_token is not None
+        async with self._refresh:
+            refresh = await self._refresh_token.current()
+            form["refresh_token"] = refresh
+            token, expires_at, rotated = await self._post(form, [refresh])
+            if rotated is not None and rotated != refresh:
+                await self._refresh_token.save(rotated)
         return token, expires_at
 
     async def _post(self, form: dict[str, str], spent: list[str]) -> tuple[str, float | None, str | None]:
-        headers, secrets = self._client_auth(form)
+        headers, secrets = await self._client_auth(form)
         response = await self.http.request(
             "POST",
             self.config.token_url,
@@ -111,7 +112,7 @@ class OAuth2Minter:
         if self.config.revocation_url is None:
             return False
         form = {"token": secret.value, "token_type_hint": "access_token"}
-        headers, secrets = self._client_auth(form)
+        headers, secrets = await self._client_auth(form)
         response = await self.http.request(
             "POST",
             self.config.revocation_url,

@@ -3,7 +3,8 @@
 It honours `upstream_overrides` exactly like the proxy does: an overridden host is connected to at
 the override's address while TLS still verifies the original name, against the default CAs plus
 the override's extra CA (GitHub Enterprise, mirrors, the sandbox providers in tests).
-Network failures and timeouts become retryable `MintError`s; provider answers are returned as they
+Network failures and timeouts become retryable `MintError`s (`sent` unless the connection was never
+made); provider answers are returned as they
 are and turned into errors by `ProviderResponse.fail`, which keeps only the provider's message.
 """
 
@@ -55,12 +56,14 @@ class ProviderResponse:
             return None
 
     def fail(self, what: str, secrets: Iterable[str] = ()) -> MintError:
-        """The error for an unexpected answer: the provider's own message, retryable on 5xx and 429."""
+        """The error for an unexpected answer: the provider's own message, retryable on 5xx and 429
+        (a 5xx may come after the provider acted on the request: it is `sent`)."""
         message = safe_message(provider_message(self.json(), self.body), secrets)
         return MintError(
             f"{what}: {self.status} {message}".rstrip(),
             status=self.status,
             retryable=self.status >= 500 or self.status == 429,
+            sent=self.status >= 500,
         )
 
 
@@ -134,7 +137,8 @@ class ProviderHTTP:
         form: Mapping[str, str] | None = None,
         timeout_seconds: float | None = None,
     ) -> ProviderResponse:
-        """One request; network errors and timeouts raise a retryable MintError (no secrets in it)."""
+        """One request; network errors and timeouts raise a retryable MintError (no secrets in it),
+        `sent` unless the connection failed before the request could go out."""
         parts = urlsplit(url)
         shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
         timeout = aiohttp.ClientTimeout(total=timeout_seconds or self._timeout)
@@ -153,10 +157,12 @@ class ProviderHTTP:
                 return ProviderResponse(method, shown, response.status, body, dict(response.headers))
         except TimeoutError:
             waited = time.monotonic() - started
-            raise MintError(f"{method} {shown}: no answer within {waited:.1f}s", retryable=True) from None
+            message = f"{method} {shown}: no answer within {waited:.1f}s"
+            raise MintError(message, retryable=True, sent=True) from None
         except aiohttp.ClientError as exc:
             reason = safe_message(type(exc).__name__ + ": " + str(exc))
-            raise MintError(f"{method} {shown}: {reason}", retryable=True) from None
+            sent = not isinstance(exc, aiohttp.ClientConnectorError)
+            raise MintError(f"{method} {shown}: {reason}", retryable=True, sent=sent) from None
 
     async def close(self) -> None:
         if self._session is not None:

@@ -2,8 +2,10 @@
 
 Slack's refresh tokens are single-use: each rotation answers with a new access token (valid 12 h)
 and a new refresh token. The new refresh token is written durably (0600, atomic replace, fsync)
-before the access token is handed out, so a crash never strands the chain; rotations are serialized
-so two runs never spend the same refresh token. Slack cannot narrow scopes at mint time: the
+before the access token is handed out, so a crash never strands the chain (when it cannot be written
+it stays current in memory); rotations are serialized so two runs never spend the same refresh token,
+a rotation runs to its end even when the mint deadline passes, and a rotation that may have reached
+Slack is never retried with the token it spent. Slack cannot narrow scopes at mint time: the
 catalog's method rules enforce the grant on every call. Access tokens are not revoked at run end:
 `auth.revoke` on a bot token deactivates the bot user and drops its channel memberships, so tether
 retires them locally and Slack expires them.
@@ -16,7 +18,14 @@ import asyncio
 import base64
 import time
 
-from tether.broker.base import MintedSecret, MintError, MintRequest, read_secret_file, write_secret_file
+from tether.broker.base import (
+    MintedSecret,
+    MintError,
+    MintRequest,
+    RefreshTokenFile,
+    read_secret_file,
+    run_to_end,
+)
 from tether.broker.provider_http import ProviderHTTP, safe_message
 from tether.credential_types import SlackCredential
 
@@ -25,21 +34,30 @@ _TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", 
 
 
 class SlackMinter:
+    spends_refresh_token = True
+
     def __init__(self, name: str, config: SlackCredential, http: ProviderHTTP) -> None:
         self.name = name
         self.config = config
         self.http = http
         self.deadline_seconds = config.mint_deadline_seconds
         self._rotation = asyncio.Lock()
+        self._refresh = RefreshTokenFile(config.refresh_token_file, f"credential {name}")
 
     def target(self, owner: str | None) -> str | None:
         return None
 
     async def mint(self, request: MintRequest) -> MintedSecret:
+        # Shielded: a deadline must not cancel a rotation between Slack's answer and the persist.
+        return await run_to_end(self._rotate())
+
+    async def _rotate(self) -> MintedSecret:
         where = f"credential {self.name}"
         async with self._rotation:
-            refresh = read_secret_file(self.config.refresh_token_file, where, "refresh_token_file")
-            secret = read_secret_file(self.config.client_secret_file, where, "client_secret_file")
+            refresh = await self._refresh.current()
+            secret = await asyncio.to_thread(
+                read_secret_file, self.config.client_secret_file, where, "client_secret_file"
+            )
             basic = base64.b64encode(f"{self.config.client_id}:{secret}".encode()).decode()
             response = await self.http.request(
                 "POST",
@@ -54,7 +72,10 @@ class SlackMinter:
             if not isinstance(data, dict) or data.get("ok") is not True:
                 error = safe_message(str(data.get("error") if isinstance(data, dict) else "not JSON"))
                 raise MintError(
-                    f"Slack oauth.v2.access: {error}", status=response.status, retryable=error in _TRANSIENT
+                    f"Slack oauth.v2.access: {error}",
+                    status=response.status,
+                    retryable=error in _TRANSIENT,
+                    sent=error != "ratelimited",
                 )
             access, new_refresh = data.get("access_token"), data.get("refresh_token")
             if (
@@ -65,10 +86,7 @@ class SlackMinter:
             ):
                 raise MintError("Slack oauth.v2.access answered without access_token and refresh_token")
             # The old refresh token is spent: persist the new one before anything can use the access token.
-            try:
-                write_secret_file(self.config.refresh_token_file, new_refresh)
-            except OSError as exc:
-                raise MintError(f"{where}: cannot write refresh_token_file: {exc.strerror}") from None
+            await self._refresh.save(new_refresh)
         expires_in = data.get("expires_in")
         team = data.get("team") if isinstance(data.get("team"), dict) else {}
         team_id = team.get("id") if isinstance(team, dict) else None

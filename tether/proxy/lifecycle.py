@@ -164,16 +164,19 @@ class Lifecycle:
 
 
 async def end_run(rt: Runtime, run_id: str) -> bool:
-    """End a run: retire its tokens (token.revoked) and record run.ended. False when unknown."""
+    """End a run: retire its tokens (token.revoked) and record run.ended. False when unknown.
+
+    The run ends in the registry first, so no new call of it gets through while its tokens are
+    being revoked."""
     run = rt.runs.get(run_id)
     if run is None:
         return False
+    ended = rt.runs.end(run_id) or run
     for retired in await rt.broker.end_run(run_id):
         await _record_quietly(
-            rt, "token.revoked", run, **rt.recorder.retired_fields(retired, reason="run_ended")
+            rt, "token.revoked", ended, **rt.recorder.retired_fields(retired, reason="run_ended")
         )
     if run.active:
-        ended = rt.runs.end(run_id) or run
         await _record_quietly(rt, "run.ended", ended)
     return True
 

@@ -8,6 +8,7 @@ status, headers (hop-by-hop ones dropped) and the body as sent, still content-en
 
 from __future__ import annotations
 
+import functools
 import ssl
 
 import aiohttp
@@ -27,13 +28,20 @@ class ResendError(Exception):
     """The call could not be sent again; the message holds no secret."""
 
 
+@functools.lru_cache(maxsize=4)
+def ssl_context(cafile: str) -> ssl.SSLContext:
+    """Built once per CA bundle: loading one blocks the event loop for milliseconds."""
+    return ssl.create_default_context(cafile=cafile)
+
+
 async def resend(rt: Runtime, request: http.Request) -> http.Response:
     address = upstream_address(rt, request.host, request.port)
     if address is None:
         raise ResendError(f"{request.host} was not vetted by the policy guard")
-    context = ssl.create_default_context(cafile=str(rt.upstream_ca_bundle or certifi.where()))
     connector = aiohttp.TCPConnector(
-        ssl=context, resolver=OverrideResolver({request.host.lower(): address}), force_close=True
+        ssl=ssl_context(str(rt.upstream_ca_bundle or certifi.where())),
+        resolver=OverrideResolver({request.host.lower(): address}),
+        force_close=True,
     )
     headers = [(k, v) for k, v in request.headers.items(multi=True) if k.lower() not in _HOP_BY_HOP]
     timeout = aiohttp.ClientTimeout(total=rt.config.upstream_timeout_seconds)

@@ -76,7 +76,12 @@ class Recorder:
             "ttl_seconds": token.ttl_seconds,
             "policy_id": origin.policy_id,
             "source_ip": origin.source_ip,
-            "detail": {"credential": token.secret.source, "minted": token.secret.minted, **detail},
+            "detail": {
+                "credential": token.secret.source,
+                "credential_name": token.key.credential,
+                "minted": token.secret.minted,
+                **detail,
+            },
         }
 
     def retired_fields(self, retired: Retired, **detail: Any) -> dict[str, Any]:
