@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_ledger_verify import body_of, sealed_body, tamper
+from tether.ledger.archive import PRUNES_SCHEMA
 from tether.ledger.audit import VerifyResult
 from tether.ledger.checkpoint import Checkpointer, KeySource, checkpoint_text, from_event
 from tether.ledger.events import new_event
@@ -30,7 +31,7 @@ from tether.ledger.export import export_digests
 from tether.ledger.record import decode_body
 from tether.ledger.signing import Signer, Verifier
 from tether.ledger.store import Ledger
-from tether.ledger.verify import verify_digests, verify_ledger
+from tether.ledger.verify import DigestFileError, verify_digests, verify_ledger
 from tether.ledger.witness import FileWitness, read_witness_file
 
 CHECKPOINTS = (10, 21, 32, 37)
@@ -201,6 +202,36 @@ def test_tail_dropped_is_caught_with_a_witness(ledger: Signed) -> None:
         assert result.time_to is not None and result.time_to > ledger.timestamp(29)
 
 
+def test_tail_dropped_behind_a_range_header_is_caught_with_a_witness(ledger: Signed) -> None:
+    """The host writes the digest export: one claiming a range up to a late time and a large ledger must not
+    hide a dropped tail from the witness."""
+    tamper(ledger.path, ("DELETE FROM events WHERE seq >= 30", ()))
+    out = io.StringIO()
+    export_digests(ledger.path, out, until="2099-01-01T00:00:00Z")
+    header, *rest = out.getvalue().splitlines(keepends=True)
+    claimed = json.loads(header)
+    claimed["export"]["ledger_size"] = 1_000_000
+    digests = ledger.root / "digests.jsonl"
+    digests.write_text(json.dumps(claimed) + "\n" + "".join(rest))
+    witness = read_witness_file(ledger.witness_path, ledger.chain_id)
+    result = verify_digests(digests, keys=[ledger.key], witness=witness)
+    assert (result.reason, result.first_bad_seq) == ("truncated", 30), result
+
+
+def test_every_event_dropped_is_caught_with_a_witness(ledger: Signed) -> None:
+    tamper(ledger.path, ("DELETE FROM events", ()))
+    for result in both(ledger):
+        assert (result.ok, result.reason, result.first_bad_seq) == (False, "truncated", 0), result
+    # A range with no event left in it, too.
+    result = verify_ledger(
+        ledger.path,
+        keys=[ledger.key],
+        witness=read_witness_file(ledger.witness_path, ledger.chain_id),
+        since="2000-01-01T00:00:00Z",
+    )
+    assert (result.ok, result.reason) == (False, "truncated"), result
+
+
 def test_witness_catches_a_rewritten_ledger(ledger: Signed) -> None:
     # The attacker rewrites from 15 on and removes the checkpoints that would no longer match.
     tamper(ledger.path, ("DELETE FROM events WHERE seq >= 21", ()))
@@ -229,6 +260,51 @@ def test_checkpoint_forged_with_another_key(ledger: Signed) -> None:
         assert (result.reason, result.first_bad_seq) == ("unknown_key", 21), result
 
 
+def test_checkpoint_forged_with_another_ledgers_trusted_key(ledger: Signed) -> None:
+    """An auditor trusts the keys of several ledgers; a forger holding one of them (`tether/chn_other`)
+    cannot sign checkpoints for this ledger: a key only vouches for its own origin."""
+    other = Signer.generate("tether/chn_other")
+    prev = {"hash": decode_body(body_of(ledger.path, 14))["hash"]}
+
+    def forge(event: dict[str, Any]) -> None:
+        if event["seq"] == 15:
+            event["agent_name"] = "someone-else"
+        if event["event_type"] == "ledger.checkpoint":
+            root = bytes.fromhex(prev["hash"])
+            event["detail"]["note"] = other.sign(checkpoint_text(ledger.chain_id, event["seq"], root))
+            event["detail"]["root"] = root.hex()
+        prev["hash"] = json.loads(sealed_body(event, prev["hash"]))["hash"]
+
+    ledger.rewrite(15, forge)
+    keys = [ledger.key, other.verifier]
+    full = verify_ledger(ledger.path, keys=keys)
+    out = io.StringIO()
+    export_digests(ledger.path, out)
+    digests = ledger.root / "digests.jsonl"
+    digests.write_text(out.getvalue())
+    audit = verify_digests(digests, keys=keys)
+    for result in (full, audit):
+        assert (result.reason, result.first_bad_seq) == ("unknown_key", 21), result
+
+
+def test_auditor_mode_with_a_witness_shared_by_two_ledgers(ledger: Signed, tmp_path: Path) -> None:
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    other = Signed(other_root)  # the same layout: checkpoints of the same sizes, other hashes
+    with open(ledger.witness_path, "a", encoding="utf-8") as shared:
+        shared.write(other.witness_path.read_text(encoding="utf-8"))
+    out = io.StringIO()
+    export_digests(ledger.path, out)
+    digests = tmp_path / "digests.jsonl"
+    digests.write_text(out.getvalue())
+    # As `tether verify --digests`: the auditor does not know the chain id; the export's header says it.
+    witness = read_witness_file(ledger.witness_path, None)
+    result = verify_digests(digests, keys=[ledger.key], witness=witness)
+    assert result.ok and result.witness_checked == len(CHECKPOINTS), result
+    with pytest.raises(DigestFileError, match="no trusted key is for it"):
+        verify_digests(digests, keys=[other.key])  # the auditor holds only another ledger's key
+
+
 def test_old_checkpoint_replayed(ledger: Signed) -> None:
     old = decode_body(body_of(ledger.path, 21))["detail"]
 
@@ -250,6 +326,19 @@ def test_bad_signature(ledger: Signed) -> None:
     ledger.rewrite(21, corrupt)
     for result in both(ledger, witness=False):
         assert (result.reason, result.first_bad_seq) == ("bad_signature", 21), result
+
+
+def test_forged_prune_record_does_not_hide_stored_events(ledger: Signed) -> None:
+    """A `prunes` row claiming seq 0-20 were pruned (they are still stored, one changed) must not make
+    verification start at the checkpoint after them."""
+    body = body_of(ledger.path, 3)
+    tamper(ledger.path, ("UPDATE events SET body = ? WHERE seq = 3", (body.replace("/pulls/3", "/pulls/9"),)))
+    with sqlite3.connect(ledger.path) as conn:
+        for statement in PRUNES_SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT INTO prunes VALUES (20, '2025-01-01T00:00:00Z', 'forged.manifest', '00')")
+    result = ledger.verify()
+    assert (result.ok, result.reason, result.first_bad_seq) == (False, "modified", 3), result
 
 
 def test_range_is_anchored_on_the_checkpoints_around_it(ledger: Signed) -> None:

@@ -36,7 +36,7 @@ def _authorized(request: web.Request, rt: Runtime) -> web.Response | None:
     """None when the request carries the admin token, else the 401 to answer."""
     try:
         token = rt.config.ledger.admin_token()
-    except OSError:
+    except (OSError, ValueError):  # unreadable or not UTF-8: refuse everyone, without a traceback
         token = None
     if token is None:
         return _error(401, "tether_unauthorized", "no admin token is configured (ledger.admin_token_file)")

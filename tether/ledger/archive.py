@@ -15,10 +15,12 @@ missing newest segment is caught by the witness (its checkpoints are beyond the 
 ledger) or by the local ledger starting after the archive's end.
 
 When the bucket has Object Lock, every object is written in COMPLIANCE mode retained for
-`retention_days` (or under a legal hold when retention is indefinite). Each object is read back and its
-SHA-256 compared before local events are pruned, and pruning (events older than `local_retention_days`,
-whole archived segments only) goes around the append-only trigger deliberately: in one transaction it
-drops the trigger, deletes, re-creates it and records the prune in the append-only `prunes` table.
+`retention_days` (or under a legal hold when retention is indefinite). Before local events are pruned,
+each segment's manifest signature is checked and the segment read back, its SHA-256 compared and its
+events compared with the stored ones (segments contiguous from the first stored event). Pruning
+(events older than `local_retention_days`, whole archived segments only) goes around the append-only
+trigger deliberately: in one transaction it drops the trigger, deletes, re-creates it and records the
+prune in the append-only `prunes` table.
 
 boto3 is synchronous: callers run these functions in a thread (`asyncio.to_thread`).
 """
@@ -39,12 +41,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CHECKPOINT_EVENT, IS_CHECKPOINT, Checkpoint, CheckpointError, KeySource, from_event
+from .checkpoint import (
+    CHECKPOINT_EVENT,
+    IS_CHECKPOINT,
+    Checkpoint,
+    CheckpointError,
+    KeySource,
+    from_event,
+    local_verifiers,
+    origin,
+)
 from .events import utc_timestamp_at
 from .record import BrokenChain, StoredRow, check_row, decode_body
 from .settings import ArchiveSettings
 from .signing import BadSignature, NoteError, Signer, UnknownKey, Verifier, open_note, split_note
-from .store import Ledger
+from .store import Ledger, LedgerError
 
 log = logging.getLogger("tether.ledger")
 
@@ -285,6 +296,7 @@ class Archiver:
             prune(
                 self.ledger,
                 self.archive,
+                keys=local_verifiers(self.keys.path, self.ledger.chain_id),
                 older_than_days=self.settings.local_retention_days,
                 sinks=self.sinks,
             )
@@ -294,7 +306,9 @@ class Archiver:
             await asyncio.sleep(self.settings.interval_seconds)
             try:
                 await asyncio.to_thread(self.run_once)
-            except (ArchiveError, ArchiveTampered, sqlite3.Error) as exc:
+            except (ArchiveError, ArchiveTampered, sqlite3.Error, LedgerError, ValueError) as exc:
+                # ValueError: a malformed manifest or an unusable key file; the round is retried, the task
+                # must not die silently.
                 log.error(
                     "ledger archive round failed (retrying in %gs): %s", self.settings.interval_seconds, exc
                 )
@@ -323,26 +337,59 @@ def shipped_through(path: Path, sinks: Sequence[str]) -> int | None:
     return min(int(rows.get(sink, -1)) for sink in sinks)
 
 
+def _confirm(ledger: Ledger, archive: S3Archive, manifest: Manifest, keys: Sequence[Verifier]) -> None:
+    """Raise ArchiveError unless `manifest` is signed by this ledger's key and its segment, read back,
+    holds exactly the stored events it names: anyone who can write to the bucket could plant one."""
+    name = manifest.fields["object"]
+    try:
+        open_note(manifest.note, keys)
+    except (UnknownKey, BadSignature, NoteError) as exc:
+        raise ArchiveError(
+            f"manifest {manifest.key} is not signed by the ledger's key ({exc}): not pruning"
+        ) from None
+    data = archive.get(name)
+    if data is None or hashlib.sha256(data).hexdigest() != manifest.fields["sha256"]:
+        raise ArchiveError(f"archived segment {name} is missing or changed: not pruning")
+    try:
+        archived = gzip.decompress(data).decode().splitlines()
+    except (OSError, EOFError, UnicodeDecodeError):
+        archived = []
+    first, last = manifest.first_seq, manifest.last_seq
+    local = [row.body for row in ledger.iter_rows(first_seq=first, last_seq=last)]
+    if len(local) != last - first + 1 or archived != local:
+        raise ArchiveError(
+            f"archived segment {name} does not hold the stored events {first}..{last}: not pruning"
+        )
+
+
 def prune(
-    ledger: Ledger, archive: S3Archive, *, older_than_days: float, sinks: Sequence[str] = ()
+    ledger: Ledger,
+    archive: S3Archive,
+    *,
+    keys: Sequence[Verifier],
+    older_than_days: float,
+    sinks: Sequence[str] = (),
 ) -> int | None:
     """Delete local events of archived segments whose last event is older than `older_than_days` and that
-    every SIEM sink in `sinks` has delivered, after reading each segment back and checking its SHA-256.
+    every SIEM sink in `sinks` has delivered, once each segment from the first stored event on is confirmed
+    (manifest signed by one of `keys`, segments contiguous, read back and equal to the stored events).
     Returns the last pruned seq (None: nothing)."""
     cutoff = utc_timestamp_at(time.time() - older_than_days * 86400)
     done = pruned_through(ledger.path)
     shipped = shipped_through(ledger.path, sinks)
+    following = done + 1 if done is not None else 0  # the first event still stored
     target: Manifest | None = None
     for manifest in archive.manifests():
+        if manifest.last_seq < following:
+            continue  # pruned already
         if shipped is not None and manifest.last_seq > shipped:
             break  # a sink still has to read these events from the ledger
-        if manifest.fields.get("time_to", "") < cutoff and (done is None or manifest.last_seq > done):
-            data = archive.get(manifest.fields["object"])
-            if data is None or hashlib.sha256(data).hexdigest() != manifest.fields["sha256"]:
-                raise ArchiveError(
-                    f"archived segment {manifest.fields['object']} is missing or changed: not pruning"
-                )
-            target = manifest
+        if manifest.fields.get("time_to", "") >= cutoff:
+            break  # not old enough (nor is any later one)
+        if manifest.first_seq != following:
+            raise ArchiveError(f"the archive has no segment starting at seq {following}: not pruning")
+        _confirm(ledger, archive, manifest, keys)
+        target, following = manifest, manifest.last_seq + 1
     if target is None:
         return None
     with closing(sqlite3.connect(ledger.path, isolation_level=None, timeout=30)) as conn:
@@ -380,6 +427,7 @@ def archived_rows(
     """Every archived event in order, as stored rows (with the checkpoint each carries), after checking
     each manifest's signature and link and each segment's SHA-256. Raises ArchiveTampered."""
     expected, prev_sig = 0, None
+    keys = [key for key in keys if key.name == origin(chain_id)]  # not another ledger's key
     for manifest in archive.manifests():
         try:
             open_note(manifest.note, keys)

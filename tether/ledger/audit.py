@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .chain import chain_hash, entry_bytes, leaf_hash
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, origin
 from .signing import BadSignature, NoteError, UnknownKey, Verifier, open_note, parse_verifier
 
 REASONS = (
@@ -113,8 +113,10 @@ class Walk:
     # --- signatures and checkpoints ------------------------------------------------------------------
 
     def _signed(self, cp: Checkpoint, where: str) -> Verifier:
+        # A key vouches only for its own origin: an auditor may trust several ledgers' keys.
+        own = [key for key in self.trusted.values() if key.name == origin(self.chain_id)]
         try:
-            _, signer = open_note(cp.note, self.trusted.values())
+            _, signer = open_note(cp.note, own)
         except UnknownKey as exc:
             raise Tampered("unknown_key", cp.seq, f"{where}: {exc}", cp.timestamp, cp.timestamp) from None
         except BadSignature as exc:

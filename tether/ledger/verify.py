@@ -31,7 +31,9 @@ from .checkpoint import (
     closing_checkpoint,
     from_event,
     local_verifiers,
+    origin,
 )
+from .events import normalize_time
 from .record import BrokenChain, StoredRow, check_row, decode_body
 from .signing import SigningKeyError, Verifier
 from .store import Ledger, LedgerError
@@ -118,12 +120,20 @@ def verify_ledger(
         raise ValueError("--archive verifies the whole chain: drop --from/--to")
     if since is not None or until is not None:
         bounds = ledger.seq_range(since=since, until=until)
-        if bounds is None:
+        if bounds is None:  # no event in the range: still, a witness must not hold checkpoints beyond the end
+            walk = Walk(chain_id, keys, [], witness)
+            try:
+                walk.truncated(ledger.head()[0] + 1, None)
+            except Tampered as problem:
+                return walk.failure(chain_id, problem)
             return VerifyResult(ok=True, events_checked=0, chain_id=chain_id)
         start, start_hash = anchor(ledger, bounds[0])
         end = closing_checkpoint(ledger, bounds[1])
     elif pruned is not None and archive is None:
-        start, start_hash = anchor(ledger, pruned + 1)  # pruning keeps the checkpoint it ends before
+        # Pruning keeps the checkpoint it ends before. Anchor at the first event still stored, not at the
+        # `prunes` record: a forged record must not make the walk skip stored (tampered) events.
+        (first_stored,) = ledger._read_one("SELECT min(seq) FROM events") or (None,)
+        start, start_hash = anchor(ledger, first_stored if first_stored is not None else pruned + 1)
     walk = Walk(chain_id, keys, [], witness, progress=progress)
 
     def local(first: int) -> Iterator[Item]:
@@ -206,6 +216,25 @@ def read_digest_header(path: Path) -> tuple[dict[str, Any], list[Checkpoint]]:
     return header, checkpoints
 
 
+def _claimed_size(path: Path, header: dict[str, Any], walk: Walk, next_seq: int) -> int:
+    """The ledger size a digest export claims; witness checkpoints recorded at or beyond it are missing
+    from the ledger (`truncated`). An export to the end claims its own end. A range export (`to`) claims
+    the ledger's size in its header, unless the witness holds a checkpoint beyond the export whose time
+    is inside the range: the range would have included it, so the export was cut short."""
+    until = header.get("to")
+    if until is None:
+        return next_seq
+    size = header.get("ledger_size")
+    try:
+        until = normalize_time(str(until))
+        if type(size) is not int:
+            raise ValueError(f"ledger_size {size!r} is not a number")
+    except ValueError as exc:
+        raise DigestFileError(f"{path}: bad export header ({exc})") from None
+    cut_short = any(cp.seq >= next_seq and cp.timestamp <= until for cp in walk.witnessed_events.values())
+    return next_seq if cut_short else size
+
+
 def verify_digests(
     path: Path,
     *,
@@ -218,9 +247,21 @@ def verify_digests(
     Raises DigestFileError for a file that is not a digest export."""
     header, checkpoints = read_digest_header(path)
     chain_id: str = header["chain_id"]
+    keys = list(keys)
+    if not any(key.name == origin(chain_id) for key in keys):
+        # Else a forged header naming another chain would make every checkpoint and witness line moot.
+        raise DigestFileError(f"{path}: the export is of chain {chain_id}, but no trusted key is for it")
+    witness = [cp for cp in witness if cp.event.get("chain_id") == chain_id]  # may hold other ledgers'
     items = _digest_items(path)
     first = next(items, None)
-    if first is None:
+    if first is None:  # nothing exported: still, a witness must not hold checkpoints beyond the claimed end
+        walk = Walk(chain_id, keys, checkpoints, witness)
+        claimed = header.get("first_seq")
+        start = claimed if type(claimed) is int and claimed >= 0 else 0
+        try:
+            walk.truncated(max(_claimed_size(path, header, walk, start), start), None)
+        except Tampered as problem:
+            return walk.failure(chain_id, problem)
         return VerifyResult(ok=True, events_checked=0, chain_id=chain_id)
     start, start_hash = header.get("first_seq", first.seq), GENESIS
     if type(start) is not int or start < 0:
@@ -241,9 +282,7 @@ def verify_digests(
 
     try:
         next_seq, last_hash, last_ts = walk.run(all_items(), start, start_hash)
-        to_end = header.get("to") is None
-        ledger_size = next_seq if to_end else int(header.get("ledger_size") or next_seq)
-        walk.truncated(max(ledger_size, next_seq), last_ts)
+        walk.truncated(max(_claimed_size(path, header, walk, next_seq), next_seq), last_ts)
     except Tampered as problem:
         return walk.failure(chain_id, problem)
     except (OSError, UnicodeDecodeError) as exc:
