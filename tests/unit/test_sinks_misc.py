@@ -136,6 +136,21 @@ def test_sink_config_errors_name_file_and_line(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_credentials_in_a_sink_url_are_refused_without_echoing_them(tmp_path: Path) -> None:
+    for key, kind in (("url", "splunk_hec"), ("endpoint", "otlp")):
+        path = _write(
+            tmp_path,
+            f"sinks:\n  - name: s\n    type: {kind}\n    {key}: https://ops:hunter2@h:8088\n"
+            "    secret_env: HOME\n",
+        )
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert any(
+            f".{kind}.{key}: " in line and "must not hold credentials" in line for line in info.value.lines
+        )
+        assert "hunter2" not in str(info.value) and "hunter2" not in "\n".join(info.value.lines)
+
+
 def test_datadog_site_aliases(tmp_path: Path) -> None:
     path = _write(tmp_path, "sinks:\n  - name: d\n    type: datadog\n    site: eu\n    secret_env: HOME\n")
     sink = load_config(path, environ={}).sinks[0]

@@ -208,3 +208,50 @@ def test_replay_resends_dead_letters_and_marks_them(ledger: Ledger) -> None:
     assert asyncio.run(replay(frozenset())) == ([1], [])
     assert state.dead_letters("scripted") == []
     assert len(state.dead_letters("scripted", pending_only=False)) == 1
+
+
+def test_replay_parks_an_oversized_event_again_instead_of_sending_it(ledger: Ledger) -> None:
+    fill_ledger(ledger, 3)
+    state = SinkState(ledger.path)
+    state.advance("scripted", 2, [(state.events_at([1])[0][0], "event is too big")])
+    sink = ScriptedSink()
+    sink.max_record_bytes = 10  # every record is larger
+
+    delivered, rejected = asyncio.run(Shipper(sink, state).replay(state.events_at([1])))
+    assert (delivered, rejected, sink.requests) == ([], [1], [])  # never sent, so never truncated
+    (letter,) = state.dead_letters("scripted")
+    assert letter.attempts == 2 and "over the sink's limit of 10" in letter.reason
+
+
+def test_a_locked_database_never_blocks_the_event_loop(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moving the cursor waits for SQLite's write lock (and fsyncs); the proxy shares the loop."""
+    monkeypatch.setattr("tether.sinks.state._BUSY_TIMEOUT_S", 3.0)
+    fill_ledger(ledger, 3)
+
+    async def go() -> int:
+        state, watcher = SinkState(ledger.path), SinkState(ledger.path, readonly=True)
+        sink = ScriptedSink(flush_seconds=0.01)
+        shipper = Shipper(sink, state)
+        with sqlite3.connect(ledger.path, isolation_level=None) as locker:
+            locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+            task = asyncio.create_task(shipper.run())
+            async with asyncio.timeout(2):
+                while not sink.received:
+                    await asyncio.sleep(0.01)
+            ticks = 0
+            for _ in range(5):  # the loop keeps running while the shipper waits for the lock
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not task.done() and watcher.cursor("scripted") == -1
+            locker.execute("COMMIT")
+        async with asyncio.timeout(5):
+            while watcher.cursor("scripted") < 2:
+                await asyncio.sleep(0.01)
+        shipper.stop(0)
+        await asyncio.wait_for(task, 5)
+        watcher.close()
+        return ticks
+
+    assert asyncio.run(go()) == 5
