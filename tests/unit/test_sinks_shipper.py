@@ -255,3 +255,17 @@ def test_a_locked_database_never_blocks_the_event_loop(
         return ticks
 
     assert asyncio.run(go()) == 5
+
+
+def test_pruning_keeps_the_events_of_pending_dead_letters(ledger: Ledger) -> None:
+    """`tether sinks replay` reads a dead letter's event from the local ledger: it must not be pruned."""
+    from tether.ledger.archive import shipped_through
+
+    fill_ledger(ledger, 10)
+    state = SinkState(ledger.path)
+    state.advance("scripted", 9, [(state.events_at([3])[0][0], "refused")])
+    state.advance("other", 9)
+    assert shipped_through(ledger.path, ["scripted", "other"]) == 2
+    assert shipped_through(ledger.path, ["other"]) == 9
+    state.mark_replayed("scripted", [3])
+    assert shipped_through(ledger.path, ["scripted", "other"]) == 9
