@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,23 @@ def test_pruning_keeps_the_events_of_pending_dead_letters(ledger: Ledger) -> Non
     assert shipped_through(ledger.path, ["other"]) == 9
     state.mark_replayed("scripted", [3])
     assert shipped_through(ledger.path, ["scripted", "other"]) == 9
+
+
+def test_a_replay_cut_short_by_its_deadline_reports_what_it_sent(ledger: Ledger) -> None:
+    fill_ledger(ledger, 3)
+    state = SinkState(ledger.path)
+    events = state.events_at([0, 1])
+    state.advance("scripted", 2, [(event, "refused") for event, _ in events])
+    sink = ScriptedSink(backoff_initial_seconds=0.01, backoff_max_seconds=0.02)
+    sink.script = [Outcome.ok(), *[Outcome.retry("down")] * 1000]
+
+    async def go() -> Stopped:
+        shipper = Shipper(sink, state)
+        shipper.stop(time.monotonic() + 0.3)
+        with pytest.raises(Stopped) as info:
+            await shipper.replay(events)
+        return info.value
+
+    stopped = asyncio.run(go())
+    assert (stopped.delivered, stopped.rejected) == ((0,), ())
+    assert [d.seq for d in state.dead_letters("scripted")] == [1]

@@ -44,7 +44,12 @@ class _Item:
 
 
 class Stopped(Exception):
-    """The shutdown deadline passed while a batch was still unconfirmed."""
+    """The shutdown deadline passed while a batch was still unconfirmed. From `replay`: the seqs
+    replayed and rejected again before that."""
+
+    def __init__(self, delivered: tuple[int, ...] = (), rejected: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.delivered, self.rejected = delivered, rejected
 
 
 @dataclass
@@ -182,7 +187,10 @@ class Shipper:
         for event, raw in events:
             item = _Item(event, self.sink.encode(event, raw))
             too_big = self._too_big(item)
-            outcome = Outcome.reject(too_big) if too_big is not None else await self._send([item])
+            try:
+                outcome = Outcome.reject(too_big) if too_big is not None else await self._send([item])
+            except Stopped:
+                raise Stopped(tuple(delivered), tuple(rejected)) from None
             if outcome.kind == "ok":
                 delivered.append(event["seq"])
                 await asyncio.to_thread(self.state.mark_replayed, self.name, [event["seq"]])
