@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -14,6 +19,8 @@ from tether.config import ConfigError, load_config
 from tether.ledger.events import new_event
 from tether.ledger.store import Ledger
 from tether.sinks.ocsf import to_ocsf
+from tether.sinks.shipper import Shipper
+from tether.sinks.state import SinkState
 
 
 @pytest.fixture
@@ -60,6 +67,42 @@ def _event(kind: str, **fields: object) -> dict[str, object]:
     event = new_event(kind, agent_id="agt_a", agent_name="a", run_id="run_1", **fields)
     event.update(chain_id="chn_x", seq=3, prev_hash="0" * 64, hash="1" * 64)
     return event
+
+
+def test_a_blocked_stdout_never_blocks_the_event_loop(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`path: "-"` read by a consumer that stalls (a full pipe): the proxy shares the event loop."""
+    fill_ledger(ledger, 3)
+    writing, released = threading.Event(), threading.Event()
+    timed_out: list[bool] = []
+
+    class FullPipe(io.BytesIO):
+        def write(self, data: Any) -> int:
+            writing.set()
+            timed_out.append(not released.wait(2))  # only the event loop releases it
+            return super().write(data)
+
+    pipe = FullPipe()
+    monkeypatch.setattr("sys.stdout", SimpleNamespace(buffer=pipe))
+
+    async def go() -> None:
+        state = SinkState(ledger.path)
+        shipper = Shipper(sink_from({"name": "o", "type": "file", "path": "-", "flush_seconds": 0.01}), state)
+        task = asyncio.create_task(shipper.run())
+        async with asyncio.timeout(5):
+            while not writing.is_set():
+                await asyncio.sleep(0.01)
+        released.set()
+        async with asyncio.timeout(5):
+            while state.cursor("o") < 2:
+                await asyncio.sleep(0.01)
+        shipper.stop(0)
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(go())
+    assert timed_out == [False]
+    assert pipe.getvalue().count(b"\n") == 3
 
 
 def test_ocsf_api_activity() -> None:
@@ -134,6 +177,21 @@ def test_sink_config_errors_name_file_and_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "sinks:\n  - name: x\n    type: kafka\n")
     with pytest.raises(ConfigError, match=r"tether\.yaml:2: sinks\.0: Input tag .kafka."):
         load_config(path)
+
+
+def test_credentials_in_a_sink_url_are_refused_without_echoing_them(tmp_path: Path) -> None:
+    for key, kind in (("url", "splunk_hec"), ("endpoint", "otlp")):
+        path = _write(
+            tmp_path,
+            f"sinks:\n  - name: s\n    type: {kind}\n    {key}: https://ops:hunter2@h:8088\n"
+            "    secret_env: HOME\n",
+        )
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert any(
+            f".{kind}.{key}: " in line and "must not hold credentials" in line for line in info.value.lines
+        )
+        assert "hunter2" not in str(info.value) and "hunter2" not in "\n".join(info.value.lines)
 
 
 def test_datadog_site_aliases(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,84 @@ def test_replay_resends_dead_letters_and_marks_them(ledger: Ledger) -> None:
     assert asyncio.run(replay(frozenset())) == ([1], [])
     assert state.dead_letters("scripted") == []
     assert len(state.dead_letters("scripted", pending_only=False)) == 1
+
+
+def test_replay_parks_an_oversized_event_again_instead_of_sending_it(ledger: Ledger) -> None:
+    fill_ledger(ledger, 3)
+    state = SinkState(ledger.path)
+    state.advance("scripted", 2, [(state.events_at([1])[0][0], "event is too big")])
+    sink = ScriptedSink()
+    sink.max_record_bytes = 10  # every record is larger
+
+    delivered, rejected = asyncio.run(Shipper(sink, state).replay(state.events_at([1])))
+    assert (delivered, rejected, sink.requests) == ([], [1], [])  # never sent, so never truncated
+    (letter,) = state.dead_letters("scripted")
+    assert letter.attempts == 2 and "over the sink's limit of 10" in letter.reason
+
+
+def test_a_locked_database_never_blocks_the_event_loop(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moving the cursor waits for SQLite's write lock (and fsyncs); the proxy shares the loop."""
+    monkeypatch.setattr("tether.sinks.state._BUSY_TIMEOUT_S", 3.0)
+    fill_ledger(ledger, 3)
+
+    async def go() -> int:
+        state, watcher = SinkState(ledger.path), SinkState(ledger.path, readonly=True)
+        sink = ScriptedSink(flush_seconds=0.01)
+        shipper = Shipper(sink, state)
+        with sqlite3.connect(ledger.path, isolation_level=None) as locker:
+            locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+            task = asyncio.create_task(shipper.run())
+            async with asyncio.timeout(2):
+                while not sink.received:
+                    await asyncio.sleep(0.01)
+            ticks = 0
+            for _ in range(5):  # the loop keeps running while the shipper waits for the lock
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not task.done() and watcher.cursor("scripted") == -1
+            locker.execute("COMMIT")
+        async with asyncio.timeout(5):
+            while watcher.cursor("scripted") < 2:
+                await asyncio.sleep(0.01)
+        shipper.stop(0)
+        await asyncio.wait_for(task, 5)
+        watcher.close()
+        return ticks
+
+    assert asyncio.run(go()) == 5
+
+
+def test_pruning_keeps_the_events_of_pending_dead_letters(ledger: Ledger) -> None:
+    """`tether sinks replay` reads a dead letter's event from the local ledger: it must not be pruned."""
+    from tether.ledger.archive import shipped_through
+
+    fill_ledger(ledger, 10)
+    state = SinkState(ledger.path)
+    state.advance("scripted", 9, [(state.events_at([3])[0][0], "refused")])
+    state.advance("other", 9)
+    assert shipped_through(ledger.path, ["scripted", "other"]) == 2
+    assert shipped_through(ledger.path, ["other"]) == 9
+    state.mark_replayed("scripted", [3])
+    assert shipped_through(ledger.path, ["scripted", "other"]) == 9
+
+
+def test_a_replay_cut_short_by_its_deadline_reports_what_it_sent(ledger: Ledger) -> None:
+    fill_ledger(ledger, 3)
+    state = SinkState(ledger.path)
+    events = state.events_at([0, 1])
+    state.advance("scripted", 2, [(event, "refused") for event, _ in events])
+    sink = ScriptedSink(backoff_initial_seconds=0.01, backoff_max_seconds=0.02)
+    sink.script = [Outcome.ok(), *[Outcome.retry("down")] * 1000]
+
+    async def go() -> Stopped:
+        shipper = Shipper(sink, state)
+        shipper.stop(time.monotonic() + 0.3)
+        with pytest.raises(Stopped) as info:
+            await shipper.replay(events)
+        return info.value
+
+    stopped = asyncio.run(go())
+    assert (stopped.delivered, stopped.rejected) == ((0,), ())
+    assert [d.seq for d in state.dead_letters("scripted")] == [1]

@@ -325,8 +325,9 @@ def pruned_through(path: Path) -> int | None:
 
 
 def shipped_through(path: Path, sinks: Sequence[str]) -> int | None:
-    """The last seq every one of `sinks` has delivered (their cursors in `sink_cursors`); -1 when one has
-    delivered nothing yet; None when there are no sinks (no limit)."""
+    """The last seq every one of `sinks` has delivered (their cursors in `sink_cursors`), and below any
+    dead letter they still have to replay (`tether sinks replay` reads it from the local ledger); -1
+    when one has delivered nothing yet; None when there are no sinks (no limit)."""
     if not sinks:
         return None
     with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
@@ -334,7 +335,16 @@ def shipped_through(path: Path, sinks: Sequence[str]) -> int | None:
             rows = dict(conn.execute("SELECT sink, seq FROM sink_cursors").fetchall())
         except sqlite3.OperationalError:  # no cursor table yet: nothing shipped
             return -1
-    return min(int(rows.get(sink, -1)) for sink in sinks)
+        try:
+            marks = ",".join("?" * len(sinks))
+            (parked,) = conn.execute(
+                f"SELECT min(seq) FROM sink_dead_letters WHERE replayed_at IS NULL AND sink IN ({marks})",
+                tuple(sinks),
+            ).fetchone()
+        except sqlite3.OperationalError:  # no dead-letter table: nothing parked
+            parked = None
+    shipped = min(int(rows.get(sink, -1)) for sink in sinks)
+    return shipped if parked is None else min(shipped, int(parked) - 1)
 
 
 def _confirm(ledger: Ledger, archive: S3Archive, manifest: Manifest, keys: Sequence[Verifier]) -> None:

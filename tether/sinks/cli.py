@@ -115,7 +115,8 @@ async def _replay(
         await sink.start()
         delivered, rejected = await shipper.replay(events)
         return delivered, rejected, None
-    except Stopped:
-        return [], [], f"receiver unreachable for {timeout:g}s: {shipper.stats.last_error}"
+    except Stopped as stopped:  # the ones before were sent (and marked) already
+        error = f"receiver unreachable for {timeout:g}s: {shipper.stats.last_error}"
+        return list(stopped.delivered), list(stopped.rejected), error
     finally:
         await sink.close()

@@ -110,6 +110,9 @@ def _https_url(value: str, *, what: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{what} must be an http(s) URL such as https://splunk.example.com:8088")
+    if parts.username is not None or parts.password is not None:
+        # It would travel in error messages and logs; secrets come only from secret_file/secret_env.
+        raise ValueError(f"{what} must not hold credentials (user:password@); use secret_file or secret_env")
     return value.rstrip("/")
 
 

@@ -57,7 +57,7 @@ class Datadog(HttpSink):
         return (payload[:-1] + ("," if payload != "{}" else "") + tail).encode()
 
     async def send(self, records: list[bytes]) -> Outcome:
-        body, encoding = self.body(b"[" + b",".join(records) + b"]")
+        body, encoding = await self.body(b"[" + b",".join(records) + b"]")
         headers = {"DD-API-KEY": self._api_key, "Content-Type": "application/json", **encoding}
         async with self.session.post(self.url, data=body, headers=headers) as resp:
             if resp.status in (200, 202):

@@ -29,11 +29,8 @@ class JsonLines(Sink):
 
     async def send(self, records: list[bytes]) -> Outcome:
         data = b"".join(records)
-        if self.path is None:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-            return Outcome.ok()
-        await asyncio.to_thread(self._append, data)
+        # In a thread: a slow reader of stdout (a full pipe) or a slow disk must not stall the proxy.
+        await asyncio.to_thread(self._append if self.path is not None else _to_stdout, data)
         return Outcome.ok()
 
     def _append(self, data: bytes) -> None:
@@ -64,3 +61,8 @@ class JsonLines(Sink):
             if older.exists():
                 older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+
+
+def _to_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()

@@ -88,7 +88,7 @@ class Otlp(HttpSink):
         return self._head + b",".join(records) + b"]}]}]}"
 
     async def send(self, records: list[bytes]) -> Outcome:
-        body, encoding = self.body(self.payload(records))
+        body, encoding = await self.body(self.payload(records))
         async with self.session.post(self.url, data=body, headers={**self._headers, **encoding}) as resp:
             text = await resp.text(errors="replace")
             if resp.status == 200:

@@ -44,7 +44,12 @@ class _Item:
 
 
 class Stopped(Exception):
-    """The shutdown deadline passed while a batch was still unconfirmed."""
+    """The shutdown deadline passed while a batch was still unconfirmed. From `replay`: the seqs
+    replayed and rejected again before that."""
+
+    def __init__(self, delivered: tuple[int, ...] = (), rejected: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.delivered, self.rejected = delivered, rejected
 
 
 @dataclass
@@ -97,7 +102,8 @@ class Shipper:
             ):
                 await self._wait(min(_POLL_SECONDS, self.sink.config.flush_seconds - age))
                 continue
-            await self._ship_backlog(self._batch(self.state, cursor))
+            # SQLite reads, decoding and encoding run in a thread: the proxy shares this event loop.
+            await self._ship_backlog(await asyncio.to_thread(self._batch, self.state, cursor))
             pending_since = None
 
     async def _ship_backlog(self, items: list[_Item]) -> None:
@@ -139,13 +145,9 @@ class Shipper:
         """Deliver `items` (bisecting rejections), then advance the cursor past them in one step."""
         parked: list[tuple[dict[str, Any], str]] = []
         chunks: deque[list[_Item]] = deque()
-        limit = self.sink.max_record_bytes
         for item in items:
-            if limit is not None and len(item.record) > limit:
-                # Never truncated: the whole event is kept in the ledger and parked with the reason.
-                parked.append(
-                    (item.event, f"event is {len(item.record)} bytes, over the sink's limit of {limit}")
-                )
+            if (too_big := self._too_big(item)) is not None:
+                parked.append((item.event, too_big))
                 continue
             if not chunks or len(chunks[-1]) >= self.max_events:
                 chunks.append([])
@@ -172,7 +174,8 @@ class Shipper:
                 half = len(chunk) // 2
                 parts = [chunk[:half], chunk[half:]]
             chunks.extendleft(reversed([part for part in parts if part]))
-        self.state.advance(self.name, items[-1].event["seq"], parked)
+        # A write transaction (busy wait, fsync): off the event loop.
+        await asyncio.to_thread(self.state.advance, self.name, items[-1].event["seq"], parked)
         self.stats.parked += len(parked)
         self.stats.last_error = None
 
@@ -182,14 +185,27 @@ class Shipper:
         delivered: list[int] = []
         rejected: list[int] = []
         for event, raw in events:
-            outcome = await self._send([_Item(event, self.sink.encode(event, raw))])
+            item = _Item(event, self.sink.encode(event, raw))
+            too_big = self._too_big(item)
+            try:
+                outcome = Outcome.reject(too_big) if too_big is not None else await self._send([item])
+            except Stopped:
+                raise Stopped(tuple(delivered), tuple(rejected)) from None
             if outcome.kind == "ok":
                 delivered.append(event["seq"])
-                self.state.mark_replayed(self.name, [event["seq"]])
+                await asyncio.to_thread(self.state.mark_replayed, self.name, [event["seq"]])
             else:
                 rejected.append(event["seq"])
-                self.state.park(self.name, [(event, outcome.reason)])
+                await asyncio.to_thread(self.state.park, self.name, [(event, outcome.reason)])
         return delivered, rejected
+
+    def _too_big(self, item: _Item) -> str | None:
+        """Why `item` may not be sent (over the protocol's size limit), else None. Such an event is
+        parked, never truncated: the ledger keeps it whole."""
+        limit = self.sink.max_record_bytes
+        if limit is not None and len(item.record) > limit:
+            return f"event is {len(item.record)} bytes, over the sink's limit of {limit}"
+        return None
 
     async def _send(self, chunk: list[_Item]) -> Outcome:
         """Send until the receiver accepts or rejects for good; retryable failures back off."""
@@ -203,7 +219,7 @@ class Shipper:
             if outcome.kind != "retry":
                 return outcome
             self.stats.retries += 1
-            self._note_error(outcome.reason)
+            await self._note_error(outcome.reason)
             delay = self._backoff(attempt, outcome.retry_after)
             attempt += 1
             log.warning("sink %s: %s; retrying in %.1fs", self.name, outcome.reason, delay)
@@ -217,12 +233,12 @@ class Shipper:
             delay = max(delay, min(retry_after, _MAX_RETRY_AFTER_SECONDS))
         return delay
 
-    def _note_error(self, message: str) -> None:
+    async def _note_error(self, message: str) -> None:
         if message == self.stats.last_error:
             return
         self.stats.last_error = message
         try:
-            self.state.record_error(self.name, message)
+            await asyncio.to_thread(self.state.record_error, self.name, message)
         except LedgerError as exc:
             log.warning("sink %s: cannot record its last error: %s", self.name, exc)
 

@@ -94,7 +94,7 @@ class SplunkHec(HttpSink):
             log.warning("sink %s: HEC health check failed: %s: %s", self.name, type(exc).__name__, exc)
 
     async def send(self, records: list[bytes]) -> Outcome:
-        body, encoding = self.body(b"".join(records))
+        body, encoding = await self.body(b"".join(records))
         async with self.session.post(
             f"{self.url}/services/collector/event", data=body, headers={**self._headers(), **encoding}
         ) as resp:
