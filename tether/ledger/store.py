@@ -113,13 +113,13 @@ _STOP: Final = object()
 _CHAIN_ID_RE: Final = re.compile(CHAIN_ID_PATTERN)
 
 
-def _connect(path: Path, mode: str) -> sqlite3.Connection:
+def connect(path: Path, mode: str, *, busy_timeout: float = _BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """A connection in URI `mode` (ro, rw or rwc); LedgerError when SQLite cannot open the file."""
     try:
         conn = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode={mode}",
             uri=True,
-            timeout=_BUSY_TIMEOUT_S,
+            timeout=busy_timeout,
             isolation_level=None,
             check_same_thread=False,
         )
@@ -206,7 +206,7 @@ class Ledger:
             _create_private_file(self.path)
         except OSError as exc:
             raise LedgerError(f"cannot create ledger {self.path}: {exc.strerror}") from exc
-        with closing(_connect(self.path, "rw")) as conn:
+        with closing(connect(self.path, "rw")) as conn:
             try:
                 (journal_mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
                 if journal_mode != "wal":
@@ -236,7 +236,7 @@ class Ledger:
         ledger.path = Path(path)
         if not ledger.path.is_file():
             raise LedgerError(f"no ledger at {ledger.path}")
-        with closing(_connect(ledger.path, "ro")) as conn:
+        with closing(connect(ledger.path, "ro")) as conn:
             try:
                 ledger.chain_id = _read_chain_id(conn, ledger.path)
             except sqlite3.Error as exc:
@@ -353,7 +353,7 @@ class Ledger:
         if self._conn is not None and file_id != self._file_id:
             raise LedgerError(f"ledger file {self.path} was replaced or moved while open")
         if self._conn is None:
-            conn = _connect(self.path, "rw")
+            conn = connect(self.path, "rw")
             try:
                 conn.execute("PRAGMA synchronous = FULL")
                 found = _read_chain_id(conn, self.path)
@@ -441,7 +441,7 @@ class Ledger:
     # --- reading ---------------------------------------------------------------------------------
 
     def _read(self, sql: str, params: Collection[Any] = ()) -> Generator[tuple[Any, ...]]:
-        with closing(_connect(self.path, "ro")) as conn:
+        with closing(connect(self.path, "ro")) as conn:
             try:
                 conn.execute("BEGIN")  # one snapshot for the whole iteration
                 yield from conn.execute(sql, tuple(params))

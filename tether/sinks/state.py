@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from tether.ledger.events import utc_timestamp
 from tether.ledger.record import decode_body
-from tether.ledger.store import LedgerError
+from tether.ledger.store import LedgerError, connect
 
 _BUSY_TIMEOUT_S: Final = 30.0
 _SCHEMA: Final = (
@@ -67,21 +67,6 @@ class SinkStatus:
     dead_letters: int  # parked and not replayed
 
 
-def _connect(path: Path, mode: str) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode={mode}",
-            uri=True,
-            timeout=_BUSY_TIMEOUT_S,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.execute("PRAGMA trusted_schema = OFF")
-    except sqlite3.Error as exc:
-        raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
-    return conn
-
-
 class SinkState:
     """Cursors and dead letters of every sink, plus the reads the shipper needs from `events`."""
 
@@ -90,7 +75,7 @@ class SinkState:
         if not path.is_file():
             raise LedgerError(f"no ledger at {path}")
         self.readonly = readonly
-        self._conn = _connect(path, "ro" if readonly else "rw")
+        self._conn = connect(path, "ro" if readonly else "rw", busy_timeout=_BUSY_TIMEOUT_S)
         self._has_tables = True
         try:
             if readonly:
@@ -247,7 +232,7 @@ class SinkState:
 
 def open_state(path: Path, *, readonly: bool = False) -> SinkState:
     """`SinkState` on the ledger at `path` (LedgerError if there is none)."""
-    with closing(_connect(path, "ro")) as conn:
+    with closing(connect(path, "ro", busy_timeout=_BUSY_TIMEOUT_S)) as conn:
         try:
             conn.execute("SELECT 1 FROM events LIMIT 1")
         except sqlite3.Error as exc:
