@@ -27,8 +27,8 @@ async def not_recorded(issuance):
     return False
 
 
-def key(run="run_1", scopes=("repo:read",)):
-    return TokenKey("agt_a", run, "github", "gh", tuple(scopes))
+def key(run="run_1", scopes=("repo:read",), agent="agt_a"):
+    return TokenKey(agent, run, "github", "gh", tuple(scopes))
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_end_run_retires_only_that_run(broker):
     async def go():
         await broker.issue(key(run="run_1"), ttl_seconds=60, native={}, record=recorded)
         await broker.issue(key(run="run_2"), ttl_seconds=60, native={}, record=recorded)
-        ended = await broker.end_run("run_1")
+        ended = await broker.end_run("agt_a", "run_1")
         again = await broker.issue(key(run="run_2"), ttl_seconds=60, native={}, record=recorded)
         return ended, again
 
@@ -288,7 +288,7 @@ def test_a_token_minted_while_its_run_ends_is_revoked_not_used():
     async def go():
         issuing = asyncio.create_task(broker.issue(key(), ttl_seconds=60, native={}, record=recorded))
         await asyncio.sleep(0)  # the mint is under way
-        ending = asyncio.create_task(broker.end_run("run_1"))
+        ending = asyncio.create_task(broker.end_run("agt_a", "run_1"))
         await asyncio.sleep(0)
         minter.gate.set()
         with pytest.raises(MintError, match="run run_1 has ended"):
@@ -321,3 +321,18 @@ def test_write_secret_file_replaces_atomically_with_owner_only_mode(tmp_path):
     path.write_text("two\nlines\n")
     with pytest.raises(MintError, match="credential x: refresh_token_file holds a line break"):
         read_secret_file(path, "credential x", "refresh_token_file")
+
+
+def test_end_run_leaves_another_agents_run_of_the_same_id(broker):
+    """Gateway mode: run ids are chosen by agents, so one agent ending "run_1" must not touch another's."""
+
+    async def go():
+        await broker.issue(key(agent="agt_a"), ttl_seconds=60, native={}, record=recorded)
+        other = await broker.issue(key(agent="agt_b"), ttl_seconds=60, native={}, record=recorded)
+        ended = await broker.end_run("agt_a", "run_1")
+        again = await broker.issue(key(agent="agt_b"), ttl_seconds=60, native={}, record=recorded)
+        return other, ended, again
+
+    other, ended, again = asyncio.run(go())
+    assert [r.token.key.agent_id for r in ended] == ["agt_a"]
+    assert again is not None and again.token.token_id == other.token.token_id

@@ -278,7 +278,7 @@ class Broker:
         # Keys whose token the provider refused, until when (monotonic): one re-mint per policy ttl.
         self._rejected: dict[TokenKey, float] = {}
         # Runs that ended, newest last (bounded): a mint racing the end of its run is revoked, not used.
-        self._ended_runs: dict[str, None] = {}
+        self._ended_runs: dict[tuple[str, str], None] = {}  # (agent_id, run_id)
 
     def has_credential(self, name: str) -> bool:
         return name in self._minters
@@ -348,7 +348,8 @@ class Broker:
                 ttl_seconds=ttl_seconds,
                 origin=origin,
             )
-            if key.run_id in self._ended_runs:  # the run ended during the mint: end_run takes `current`
+            # The run ended during the mint: end_run takes `current`.
+            if (key.agent_id, key.run_id) in self._ended_runs:
                 await self._revoke(token)
                 self._refuse_ended(key)
             expired: list[Retired] = []
@@ -407,22 +408,25 @@ class Broker:
         return await self._revoke(token)
 
     def _refuse_ended(self, key: TokenKey) -> None:
-        if key.run_id in self._ended_runs:
+        if (key.agent_id, key.run_id) in self._ended_runs:
             raise MintError(f"run {key.run_id} has ended: no new tokens are issued for it")
 
-    async def end_run(self, run_id: str) -> list[Retired]:
-        """Revoke and forget every token of a run, and issue none for it any more; the caller records
-        token.revoked. Each key's lock is taken first, so a mint under way is collected too."""
-        self._ended_runs[run_id] = None
+    async def end_run(self, agent_id: str, run_id: str) -> list[Retired]:
+        """Revoke and forget every token of an agent's run, and issue none for it any more; the caller
+        records token.revoked. Each key's lock is taken first, so a mint under way is collected too.
+        Scoped to the agent: in gateway mode another agent may use the same run id."""
+        self._ended_runs[(agent_id, run_id)] = None
         while len(self._ended_runs) > self.MAX_ENDED_RUNS:
             del self._ended_runs[next(iter(self._ended_runs))]
         ended: list[IssuedToken] = []
-        for key in [k for k in {*self._locks, *self._tokens} if k.run_id == run_id]:
+        for key in [k for k in {*self._locks, *self._tokens} if (k.agent_id, k.run_id) == (agent_id, run_id)]:
             async with self._locked(key):
                 token = self._tokens.pop(key, None)
                 if token is not None:
                     ended.append(token)
-        self._failures = {k: v for k, v in self._failures.items() if k.run_id != run_id}
+        self._failures = {
+            k: v for k, v in self._failures.items() if (k.agent_id, k.run_id) != (agent_id, run_id)
+        }
         self._rejected = {k: v for k, v in self._rejected.items() if k.run_id != run_id}
         return [await self._revoke(token) for token in ended]
 

@@ -233,7 +233,7 @@ async def end_run(rt: Runtime, run_id: str, agent: Agent | None = None) -> bool:
     if run is None:
         return False
     ended = registry.end(run_id) or run
-    for retired in await rt.broker.end_run(run_id):
+    for retired in await rt.broker.end_run(agent.agent_id, run_id):
         fields = rt.recorder.retired_fields(retired, reason="run_ended")
         await _record_quietly(rt, "token.revoked", ended, agent=agent, **fields)
     if run.active:
